@@ -1,0 +1,163 @@
+"""Trial and result throughput, rtune beside Ray Tune and bare Ray, in one run on one Ray.
+
+    python benchmarks/throughput.py --trials 200 --results 2000 [--skip-raytune] [--repeat 2]
+
+Workloads (issue 5, workloads 1 and 2):
+- trials: N trivial function trials, one report each; trials per second of fit() wall time.
+- results: 4 concurrent trials reporting as fast as they can, R results each; results per second.
+Ray Tune runs with reuse_actors=True (its fastest setting). The raw Ray baseline does the same work
+with bare actors and method calls. Ray start-up is measured once, separately. Runs alternate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+
+import ray
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+
+
+def rtune_trials(n: int, storage: str) -> float:
+    import rtune
+
+    def trivial(config):
+        rtune.report({"x": config["i"]})
+
+    started = time.perf_counter()
+    rtune.Tuner(
+        trivial,
+        param_space={"i": rtune.grid_search(list(range(n)))},
+        run_config=rtune.RunConfig(storage_path=storage, verbose=0),
+    ).fit()
+    return n / (time.perf_counter() - started)
+
+
+def raytune_trials(n: int, storage: str) -> float:
+    from ray import tune
+
+    def trivial(config):
+        tune.report({"x": config["i"]})
+
+    started = time.perf_counter()
+    tune.Tuner(
+        trivial,
+        param_space={"i": tune.grid_search(list(range(n)))},
+        tune_config=tune.TuneConfig(reuse_actors=True),
+        run_config=tune.RunConfig(storage_path=storage, verbose=0),
+    ).fit()
+    return n / (time.perf_counter() - started)
+
+
+def raw_trials(n: int) -> float:
+    @ray.remote(num_cpus=1)
+    class Worker:
+        def run(self, i):
+            return {"x": i}
+
+    workers = [Worker.remote() for _ in range(int(ray.cluster_resources()["CPU"]))]
+    ray.get([w.run.remote(0) for w in workers])
+    started = time.perf_counter()
+    ray.get([workers[i % len(workers)].run.remote(i) for i in range(n)])
+    elapsed = time.perf_counter() - started
+    for w in workers:
+        ray.kill(w)
+    return n / elapsed
+
+
+def rtune_results(r: int, storage: str) -> float:
+    import rtune
+
+    def chatty(config):
+        for i in range(config["r"]):
+            rtune.report({"i": i})
+
+    started = time.perf_counter()
+    rtune.Tuner(
+        chatty,
+        param_space={"r": r, "t": rtune.grid_search([0, 1, 2, 3])},
+        tune_config=rtune.TuneConfig(max_concurrent_trials=4),
+        run_config=rtune.RunConfig(storage_path=storage, verbose=0),
+    ).fit()
+    return 4 * r / (time.perf_counter() - started)
+
+
+def raytune_results(r: int, storage: str) -> float:
+    from ray import tune
+
+    def chatty(config):
+        for i in range(config["r"]):
+            tune.report({"i": i})
+
+    started = time.perf_counter()
+    tune.Tuner(
+        tune.with_resources(chatty, {"cpu": 0.5}),
+        param_space={"r": r, "t": tune.grid_search([0, 1, 2, 3])},
+        tune_config=tune.TuneConfig(max_concurrent_trials=4, reuse_actors=True),
+        run_config=tune.RunConfig(storage_path=storage, verbose=0),
+    ).fit()
+    return 4 * r / (time.perf_counter() - started)
+
+
+def raw_results(r: int) -> float:
+    @ray.remote(num_cpus=0.5)
+    class Reporter:
+        def report(self, i):
+            return {"i": i}
+
+    reporters = [Reporter.remote() for _ in range(4)]
+    ray.get([x.report.remote(0) for x in reporters])
+    started = time.perf_counter()
+    for i in range(r):
+        ray.get([x.report.remote(i) for x in reporters])
+    elapsed = time.perf_counter() - started
+    for x in reporters:
+        ray.kill(x)
+    return 4 * r / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=200)
+    parser.add_argument("--results", type=int, default=2000)
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--skip-raytune", action="store_true")
+    parser.add_argument("--num-cpus", type=int, default=None)
+    args = parser.parse_args()
+
+    started = time.perf_counter()
+    ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
+    print(f"ray start-up: {time.perf_counter() - started:.2f} s")
+    storage = tempfile.mkdtemp(prefix="rtune_bench_")
+    figures: dict[str, list[float]] = {}
+    for _ in range(args.repeat):
+        runs = [
+            ("trials/s rtune", lambda: rtune_trials(args.trials, storage)),
+            ("trials/s raw ray", lambda: raw_trials(args.trials)),
+            ("results/s rtune", lambda: rtune_results(args.results, storage)),
+            ("results/s raw ray", lambda: raw_results(args.results)),
+        ]
+        if not args.skip_raytune:
+            runs[1:1] = [("trials/s ray tune", lambda: raytune_trials(args.trials, storage))]
+            runs.append(("results/s ray tune", lambda: raytune_results(args.results, storage)))
+        for name, run in runs:
+            figures.setdefault(name, []).append(run())
+    medians = {name: statistics.median(values) for name, values in figures.items()}
+    for name, value in medians.items():
+        print(f"{name:22s} {value:10.1f}")
+    for kind in ("trials/s", "results/s"):
+        ours = medians[f"{kind} rtune"]
+        if f"{kind} ray tune" in medians:
+            print(f"{kind} rtune / ray tune: {ours / medians[f'{kind} ray tune']:.1f}x")
+        print(f"{kind} rtune / raw ray: {ours / medians[f'{kind} raw ray']:.0%}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""rtune: Ray-Tune-compatible hyperparameter tuning that you can stop at any moment and resume
+anywhere. `import rtune as tune` runs scripts written for `ray.tune`."""
+
+from rtune._config import CheckpointConfig, FailureConfig, RunConfig, TuneConfig
+from rtune._resources import PlacementGroupFactory, with_resources
+from rtune._session import get_checkpoint, get_context, report
+from rtune.checkpoint import Checkpoint
+from rtune.result_grid import Result, ResultGrid, TrialError
+from rtune.schedulers import FIFOScheduler, TrialScheduler
+from rtune.search import (
+    BasicVariantGenerator,
+    Searcher,
+    choice,
+    grid_search,
+    lograndint,
+    loguniform,
+    qlograndint,
+    qloguniform,
+    qrandint,
+    qrandn,
+    quniform,
+    randint,
+    randn,
+    sample_from,
+    uniform,
+)
+from rtune.stopper import (
+    CombinedStopper,
+    ExperimentPlateauStopper,
+    FunctionStopper,
+    MaximumIterationStopper,
+    Stopper,
+    TimeoutStopper,
+    TrialPlateauStopper,
+)
+from rtune.trainable import Trainable, with_parameters
+from rtune.tuner import Tuner
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BasicVariantGenerator",
+    "Checkpoint",
+    "CheckpointConfig",
+    "CombinedStopper",
+    "ExperimentPlateauStopper",
+    "FIFOScheduler",
+    "FailureConfig",
+    "FunctionStopper",
+    "MaximumIterationStopper",
+    "PlacementGroupFactory",
+    "Result",
+    "ResultGrid",
+    "RunConfig",
+    "Searcher",
+    "Stopper",
+    "TimeoutStopper",
+    "Trainable",
+    "TrialError",
+    "TrialPlateauStopper",
+    "TrialScheduler",
+    "TuneConfig",
+    "Tuner",
+    "choice",
+    "get_checkpoint",
+    "get_context",
+    "grid_search",
+    "lograndint",
+    "loguniform",
+    "qlograndint",
+    "qloguniform",
+    "qrandint",
+    "qrandn",
+    "quniform",
+    "randint",
+    "randn",
+    "report",
+    "sample_from",
+    "uniform",
+    "with_parameters",
+    "with_resources",
+]

@@ -1,0 +1,712 @@
+"""The controller actor (the "driver actor"): owns the trial table and runs the experiment loop.
+
+It launches trial actors with each trial's resource request (Ray places them), keeps one `poll()` in
+flight per running trial, feeds every result, in order, to the searcher, scheduler and stoppers, and
+writes the experiment state. A drain (signal, `stop_all()`, time budget, fail_fast) starts no new
+trial, asks running ones to stop at their next iteration boundary, then writes the final state.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+from ray.exceptions import RayActorError, RayError
+from ray.util.placement_group import placement_group, remove_placement_group
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+from rtune import _trial as T
+from rtune._experiment_state import StateWriter, pack, unpack
+from rtune._resources import ResourceRequest, can_ever_fit, request_for
+from rtune._restore import reconcile_with_storage
+from rtune._session import TrialSpec
+from rtune._storage import Storage
+from rtune._trial import Trial
+from rtune._trial_runner import RemoteTrialRunner
+from rtune.result_grid import TrialError
+from rtune.schedulers import FIFOScheduler, TrialScheduler
+from rtune.search import BasicVariantGenerator, Searcher
+from rtune.stopper import DictStopper, Stopper
+
+MAX_STARTING_ACTORS = 16
+RUN_AHEAD_RESULTS = 10_000
+PREFETCH_TRIALS = 16
+
+
+@dataclass
+class ExperimentSetup:
+    """What the driver hands the controller; picklable."""
+
+    storage: Storage
+    experiment_name: str
+    experiment_uid: str
+    trainable_name: str
+    trainable_holder: list  # [ObjectRef]: a list, so Ray passes the ref instead of resolving it
+    trainable_resources: Any
+    searcher: Searcher
+    scheduler: Any
+    stopper: Stopper | None
+    metric: str | None
+    mode: str | None
+    max_concurrent_trials: int | None
+    time_budget_s: float | None
+    reuse_actors: bool
+    checkpoint_config: Any
+    failure_config: Any
+    trial_name_creator: Any = None
+    trial_dirname_creator: Any = None
+    restored_trials: list[Trial] = field(default_factory=list)
+    max_trials: int | None = None
+    searcher_finished: bool = False
+    known_trial_dirs: set = field(default_factory=set)
+    state_seq: int = 0
+
+
+@dataclass
+class _Slot:
+    """A trial actor and, while it runs one, its trial."""
+
+    actor: Any
+    request: ResourceRequest
+    placement_group: Any = None
+    trial: Trial | None = None
+
+
+class Controller:
+    def __init__(self, setup: ExperimentSetup):
+        self.setup = setup
+        self.storage = setup.storage
+        self.trials: dict[str, Trial] = {t.trial_id: t for t in setup.restored_trials}
+        self.pending: list[str] = [
+            t.trial_id for t in setup.restored_trials if t.status == T.PENDING
+        ]
+        self.searcher = setup.searcher
+        self.scheduler = setup.scheduler
+        self.stopper = setup.stopper
+        self.state_writer = StateWriter(setup.storage, setup.state_seq)
+        self._inflight: dict[Any, tuple[str, _Slot]] = {}
+        self._idle: list[_Slot] = []
+        self._starting = 0
+        self._searcher_finished = setup.searcher_finished
+        self._stop_request: str | None = None
+        self._drain_reason: str | None = None
+        self._drain_is_final = False
+        self._fatal: BaseException | None = None
+        self._fatal_tb: str | None = None
+        self._started_at = time.monotonic()
+        self._dirty = True
+        self._warned_requests: set[ResourceRequest] = set()
+        self._lock = threading.RLock()
+        self._done = False
+        self.warnings: list[str] = []
+        self.events: list[str] = []
+        decides_in_controller = (
+            self.stopper is not None and not isinstance(self.stopper, DictStopper)
+        ) or type(self.scheduler) not in (FIFOScheduler, TrialScheduler)
+        self._ack_window = 1 if decides_in_controller else RUN_AHEAD_RESULTS
+
+    # ---- driver-facing API (called from other actor threads) ----
+
+    def request_stop(self, force: bool = False) -> None:
+        """Ask running trials to stop at once (from this thread, not at the loop's next turn),
+        so a stop costs no more than the iteration in flight; the loop does the rest."""
+        self._stop_request = "force" if force else (self._stop_request or "drain")
+        with self._lock:
+            running = [slot for kind, slot in list(self._inflight.values()) if kind == "poll"]
+        for slot in running:
+            slot.actor.request_stop.remote("drain")
+
+    def status(self, events_from: int = 0, warnings_from: int = 0) -> dict:
+        """A snapshot for the status block, with the events and warnings not yet seen."""
+        with self._lock:
+            snapshot = self._status_snapshot()
+        snapshot["events"] = self.events[events_from:]
+        snapshot["warnings"] = self.warnings[warnings_from:]
+        return snapshot
+
+    def run(self) -> dict:
+        try:
+            self._loop()
+        except BaseException as exc:  # reported to the driver, which raises it
+            self._fatal = self._fatal or exc
+            self._fatal_tb = traceback.format_exc()
+        finally:
+            self._release_all_actors()
+            self._write_state()
+            self._done = True
+        return self._summary()
+
+    # ---- the loop ----
+
+    def _loop(self) -> None:
+        while True:
+            self._check_stop_conditions()
+            if self._drain_reason is None:
+                self._create_trials()
+                self._launch()
+            if not self._busy_slots() and (self._drain_reason is not None or self._all_done()):
+                return
+            self._process(self._wait())
+            if self._dirty and self.state_writer.due():
+                self._write_state()
+
+    def _wait(self) -> list:
+        refs = list(self._inflight)
+        if not refs:
+            time.sleep(0.05)
+            return []
+        ready, rest = ray.wait(refs, num_returns=1, timeout=0.2)
+        if ready and rest:
+            ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
+        return ready
+
+    def _all_done(self) -> bool:
+        return self._searcher_finished and not self.pending and not self._busy_slots()
+
+    def _busy_slots(self) -> list[_Slot]:
+        return [slot for kind, slot in self._inflight.values() if kind == "poll"]
+
+    def _check_stop_conditions(self) -> None:
+        if self._drain_reason is not None:
+            if self._stop_request == "force":
+                self._force_stop()
+            return
+        if self._stop_request:
+            self._begin_drain("stop requested")
+            if self._stop_request == "force":
+                self._force_stop()
+        elif self.stopper is not None and self._call_user(self.stopper.stop_all):
+            self._begin_drain("stopper.stop_all() returned True", final=True)
+        elif (
+            self.setup.time_budget_s
+            and time.monotonic() - self._started_at > self.setup.time_budget_s
+        ):
+            self._begin_drain(f"time budget of {self.setup.time_budget_s:g} s reached", final=True)
+
+    # ---- creating and launching trials ----
+
+    def _create_trials(self) -> None:
+        prefetch = PREFETCH_TRIALS if isinstance(self.searcher, BasicVariantGenerator) else 1
+        while not self._searcher_finished and len(self.pending) < prefetch:
+            if (
+                self.setup.max_trials is not None
+                and not isinstance(self.searcher, BasicVariantGenerator)
+                and len(self.trials) >= self.setup.max_trials
+            ):
+                self._searcher_finished = True
+                return
+            trial_id = f"{self.setup.experiment_uid}_{len(self.trials):05d}"
+            config = self._call_user(self.searcher.suggest, trial_id)
+            if config is None:
+                return
+            if config == Searcher.FINISHED:
+                self._searcher_finished = True
+                return
+            self._add_trial(trial_id, config)
+
+    def _add_trial(self, trial_id: str, config: dict) -> None:
+        index = len(self.trials)
+        tag = self.searcher.experiment_tag(trial_id, config)
+        trial = Trial(
+            trial_id=trial_id,
+            index=index,
+            trial_name=f"{self.setup.trainable_name}_{trial_id}",
+            relpath="",
+            config=config,
+            experiment_tag=f"{index}_{tag}" if tag else str(index),
+            resources=self._request_for(config),
+        )
+        trial.trial_name = self._custom_name(trial, self.setup.trial_name_creator, trial.trial_name)
+        trial.relpath = _safe_dirname(
+            self._custom_name(trial, self.setup.trial_dirname_creator, trial.trial_name)
+        )
+        if trial.relpath in self.setup.known_trial_dirs:
+            reconcile_with_storage(self.storage, trial)  # created after the last state write
+        self.trials[trial_id] = trial
+        self.pending.append(trial_id)
+        self.scheduler.on_trial_add(trial_id, config)
+        self._dirty = True
+
+    def _request_for(self, config: dict) -> ResourceRequest:
+        return request_for(self.setup.trainable_resources, config)
+
+    def _custom_name(self, trial: Trial, creator: Any, default: str) -> str:
+        if creator is None:
+            return default
+        name = str(self._call_user(creator, _TrialView(trial)))
+        return name or default
+
+    def _launch(self) -> None:
+        while self.pending:
+            if self._at_concurrency_cap():
+                return
+            trial_id = self.scheduler.choose_trial_to_run(self.pending)
+            if trial_id is None:
+                return
+            trial = self.trials[trial_id]
+            slot = self._take_idle(trial.resources)
+            if slot is None:
+                self._start_actors_for(trial.resources)
+                return
+            self.pending.remove(trial_id)
+            self._start_trial(slot, trial)
+        self._drop_unneeded_idle()
+
+    def _at_concurrency_cap(self) -> bool:
+        cap = self.setup.max_concurrent_trials
+        return cap is not None and len(self._busy_slots()) >= cap
+
+    def _take_idle(self, request: ResourceRequest) -> _Slot | None:
+        for slot in self._idle:
+            if slot.request == request:
+                self._idle.remove(slot)
+                return slot
+        if self._idle and not self._starting:
+            self._kill(self._idle.pop(0))  # free resources held by actors of another shape
+        return None
+
+    def _start_actors_for(self, request: ResourceRequest) -> None:
+        """Start as many actors as the free resources hold, plus one that waits: enough for the
+        pending trials, and a visible demand for an autoscaler without a flood of actors."""
+        wanted = sum(1 for tid in self.pending if self.trials[tid].resources == request)
+        cap = self.setup.max_concurrent_trials
+        if cap is not None:
+            wanted = min(wanted, cap - len(self._busy_slots()))
+        limit = min(wanted, MAX_STARTING_ACTORS, _fits(request, ray.available_resources()) + 1)
+        while self._starting < limit:
+            self._warn_if_unschedulable(request)
+            slot = self._new_actor(request)
+            self._inflight[slot.actor.ready.remote()] = ("ready", slot)
+            self._starting += 1
+
+    def _new_actor(self, request: ResourceRequest) -> _Slot:
+        options: dict[str, Any] = request.actor_options()
+        pg = None
+        if request.uses_placement_group:
+            pg = placement_group([dict(b) for b in request.bundles], strategy=request.strategy)
+            options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
+                pg, placement_group_bundle_index=0, placement_group_capture_child_tasks=True
+            )
+        return _Slot(RemoteTrialRunner.options(**options).remote(), request, pg)
+
+    def _warn_if_unschedulable(self, request: ResourceRequest) -> None:
+        if request in self._warned_requests:
+            return
+        self._warned_requests.add(request)
+        nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+        if not can_ever_fit(request, nodes):
+            self.warnings.append(
+                f"no node in the cluster can host a trial asking for {request.describe()}; "
+                "its trials stay PENDING until such a node joins (an autoscaler may add one)."
+            )
+
+    def _start_trial(self, slot: _Slot, trial: Trial) -> None:
+        checkpoint = None if trial.restore_from_scratch else trial.latest_checkpoint
+        trial.epoch += 1
+        trial.status = T.RUNNING
+        trial.restore_from_scratch = False
+        restored_iteration = checkpoint["training_iteration"] if checkpoint else 0
+        if checkpoint is None:
+            trial.last_result = {}
+        spec = TrialSpec(
+            trial_id=trial.trial_id,
+            trial_name=trial.trial_name,
+            trial_relpath=trial.relpath,
+            experiment_name=self.setup.experiment_name,
+            experiment_tag=trial.experiment_tag,
+            config=trial.config,
+            storage=self.storage,
+            trainable_ref=self.setup.trainable_holder[0],
+            epoch=trial.epoch,
+            restore_checkpoint=checkpoint["path"] if checkpoint else None,
+            restore_iteration=restored_iteration,
+            restore_time_total=checkpoint.get("time_total_s", 0.0) if checkpoint else 0.0,
+            local_stop=self.stopper.criteria if isinstance(self.stopper, DictStopper) else None,
+            ack_window=self._ack_window,
+            checkpoint_frequency=self.setup.checkpoint_config.checkpoint_frequency,
+            checkpoint_at_end=bool(self.setup.checkpoint_config.checkpoint_at_end),
+            resources=trial.resources.total(),
+        )
+        slot.trial = trial
+        self._inflight[slot.actor.start.remote(spec)] = ("poll", slot)
+        self._dirty = True
+
+    def _drop_unneeded_idle(self) -> None:
+        if self.pending:
+            return
+        for slot in list(self._idle):
+            self._idle.remove(slot)
+            self._kill(slot)
+
+    # ---- processing what came back ----
+
+    def _process(self, ready: list) -> None:
+        for ref in ready:
+            kind, slot = self._inflight.pop(ref)
+            if kind == "ready":
+                self._on_actor_ready(ref, slot)
+            else:
+                self._on_batch(ref, slot)
+
+    def _on_actor_ready(self, ref: Any, slot: _Slot) -> None:
+        self._starting -= 1
+        try:
+            ray.get(ref)
+        except RayError:
+            self._kill(slot)
+            return
+        if self._drain_reason is not None:
+            self._kill(slot)
+        else:
+            self._idle.append(slot)
+
+    def _on_batch(self, ref: Any, slot: _Slot) -> None:
+        trial = slot.trial
+        assert trial is not None
+        try:
+            batch = ray.get(ref)
+        except RayActorError as exc:
+            self._kill(slot)
+            self._on_trial_failed(trial, f"The trial actor died: {exc}")
+            return
+        except RayError as exc:
+            self._kill(slot)
+            self._on_trial_failed(trial, str(exc))
+            return
+        with self._lock:
+            for result in batch["results"]:
+                self._on_result(slot, trial, result)
+        if batch["outcome"] is None:
+            stop_mode = "finish" if trial.stopping else None
+            self._inflight[slot.actor.poll.remote(stop_mode)] = ("poll", slot)
+            return
+        slot.trial = None
+        if batch["outcome"] == "error":
+            self._kill(slot)
+            self._on_trial_failed(trial, batch["error"])
+            return
+        self._release(slot)
+        self._on_trial_finished(trial, batch["outcome"])
+
+    def _on_result(self, slot: _Slot, trial: Trial, result: dict) -> None:
+        if "_checkpoint_only" in result:
+            self._on_checkpoint(trial, result["_checkpoint_only"], {**trial.last_result, **result})
+            return
+        checkpoint = result.pop("_checkpoint", None)
+        trial.last_result = result
+        self._dirty = True
+        if checkpoint is not None:
+            self._on_checkpoint(trial, checkpoint, result)
+        if trial.stopping:
+            return
+        result["config"] = trial.config
+        try:
+            self._call_user(self.searcher.on_trial_result, trial.trial_id, result)
+            decision = self._call_user(self.scheduler.on_trial_result, trial.trial_id, result)
+            stop = bool(self.stopper and self._call_user(self.stopper, trial.trial_id, result))
+        finally:
+            result.pop("config", None)
+        if stop or decision == "STOP" or result.get("done"):
+            trial.stopping = True
+
+    def _on_checkpoint(self, trial: Trial, relpath: str, result: dict) -> None:
+        entry = {
+            "path": relpath,
+            "training_iteration": result["training_iteration"],
+            "time_total_s": result["time_total_s"],
+            "metrics": _score_metrics(result, self.setup.checkpoint_config),
+        }
+        trial.latest_checkpoint = entry
+        trial.committed_checkpoints.append(entry)
+        for old in _checkpoints_to_delete(
+            trial.committed_checkpoints, self.setup.checkpoint_config
+        ):
+            trial.committed_checkpoints.remove(old)
+            self.storage.uncommit_and_delete(old["path"])
+
+    def _on_trial_finished(self, trial: Trial, outcome: str) -> None:
+        stopped_by_drain = outcome == "stopped" and not trial.stopping
+        trial.stopping = False
+        iterations = trial.iteration
+        if stopped_by_drain and not self._drain_is_final:
+            trial.status = T.PAUSED
+            self.events.append(f"Trial {trial.trial_name} paused after {iterations} iterations.")
+        else:
+            self.events.append(
+                f"Trial {trial.trial_name} completed after {iterations} iterations: "
+                f"{_brief(trial.last_result)}"
+            )
+            trial.status = T.TERMINATED
+            trial.last_result["done"] = True
+            self._call_user(self.searcher.on_trial_complete, trial.trial_id, trial.last_result)
+            self._call_user(self.scheduler.on_trial_complete, trial.trial_id, trial.last_result)
+        self._dirty = True
+
+    def _on_trial_failed(self, trial: Trial, error: str) -> None:
+        trial.stopping = False
+        trial.num_failures += 1
+        trial.error = error
+        self._dirty = True
+        self._write_error(trial, error)
+        max_failures = self.setup.failure_config.max_failures
+        last_line = error.strip().splitlines()[-1] if error.strip() else "unknown error"
+        self.events.append(
+            f"Trial {trial.trial_name} failed (failure {trial.num_failures}): {last_line}"
+        )
+        if self._drain_reason is None and (max_failures < 0 or trial.num_failures <= max_failures):
+            reconcile_with_storage(self.storage, trial)  # it may have committed one more
+            trial.status = T.PENDING
+            self.pending.insert(0, trial.trial_id)
+            return
+        trial.status = T.ERROR
+        self._call_user(self.searcher.on_trial_complete, trial.trial_id, trial.last_result, True)
+        self._call_user(self.scheduler.on_trial_error, trial.trial_id)
+        fail_fast = self.setup.failure_config.fail_fast
+        if fail_fast and self._drain_reason is None:
+            self._begin_drain(f"fail_fast: trial {trial.trial_name} failed")
+            if fail_fast == "raise":
+                self._fatal = TrialError(trial.trial_name, error)
+
+    def _write_error(self, trial: Trial, error: str) -> None:
+        try:
+            self.storage.write_atomic(posixpath.join(trial.relpath, "error.txt"), error.encode())
+        except OSError as exc:
+            self.warnings.append(f"could not write error.txt of {trial.trial_name}: {exc}")
+
+    # ---- stopping ----
+
+    def _begin_drain(self, reason: str, final: bool = False) -> None:
+        """Stop the run. A final drain (stop_all, time budget) ends unfinished trials as
+        TERMINATED; any other (signals, fail_fast, errors) leaves them PAUSED or PENDING, to be
+        resumed by `Tuner.restore`."""
+        self._drain_reason = reason
+        self._drain_is_final = final
+        if final:
+            self._searcher_finished = True
+            for trial_id in self.pending:
+                self.trials[trial_id].status = T.TERMINATED
+            self.pending = []
+        for slot in self._busy_slots():
+            slot.actor.request_stop.remote("drain")
+        for slot in self._idle:
+            self._kill(slot)
+        self._idle = []
+        for ref, (kind, slot) in list(self._inflight.items()):
+            if kind == "ready":
+                del self._inflight[ref]
+                self._starting -= 1
+                self._kill(slot)
+        self._write_state()
+
+    def _force_stop(self) -> None:
+        for ref, (_kind, slot) in list(self._inflight.items()):
+            del self._inflight[ref]
+            if slot.trial is not None:
+                slot.trial.status = T.PAUSED
+                slot.trial.stopping = False
+            self._kill(slot)
+
+    def _release(self, slot: _Slot) -> None:
+        if self.setup.reuse_actors and self._drain_reason is None:
+            self._idle.append(slot)
+        else:
+            self._kill(slot)
+
+    def _kill(self, slot: _Slot) -> None:
+        try:
+            ray.kill(slot.actor)
+        except Exception:
+            pass
+        if slot.placement_group is not None:
+            try:
+                remove_placement_group(slot.placement_group)
+            except Exception:
+                pass
+
+    def _release_all_actors(self) -> None:
+        cleanups = [slot.actor.shutdown.remote() for slot in self._idle]
+        if cleanups:
+            ray.wait(cleanups, num_returns=len(cleanups), timeout=5)
+        for slot in self._idle:
+            self._kill(slot)
+        self._idle = []
+        for _ref, (_, slot) in list(self._inflight.items()):
+            if slot.trial is not None and slot.trial.status == T.RUNNING:
+                slot.trial.status = T.PAUSED
+            self._kill(slot)
+        self._inflight = {}
+
+    def _call_user(self, fn: Any, *args: Any) -> Any:
+        """Call user code (searcher, stopper, scheduler); its exception ends the run cleanly."""
+        try:
+            return fn(*args)
+        except Exception as exc:
+            if self._fatal is None:
+                self._fatal = exc
+                self._fatal_tb = traceback.format_exc()
+            if self._drain_reason is None:
+                self._begin_drain(f"error in {getattr(fn, '__qualname__', fn)}: {exc}")
+            return None
+
+    # ---- state and status ----
+
+    def _state(self) -> dict:
+        return {
+            "experiment_name": self.setup.experiment_name,
+            "experiment_uid": self.setup.experiment_uid,
+            "timestamp": time.time(),
+            "trials": [trial.to_state() for trial in self.trials.values()],
+            "searcher": pack(self.searcher.get_state()),
+            "searcher_finished": self._searcher_finished,
+            "scheduler": pack(self.scheduler.get_state()),
+            "stopper": pack(self.stopper),
+            "stop_reason": self._drain_reason,
+        }
+
+    def _write_state(self) -> None:
+        with self._lock:
+            state = self._state()
+        self.state_writer.write(state)
+        self._dirty = False
+
+    def _status_snapshot(self) -> dict:
+        counts: dict[str, int] = {}
+        for trial in self.trials.values():
+            counts[trial.status] = counts.get(trial.status, 0) + 1
+        shown = sorted(
+            self.trials.values(), key=lambda t: (_STATUS_ORDER.get(t.status, 9), t.index)
+        )[:20]
+        requested: dict[str, float] = {}
+        for slot in self._busy_slots():
+            for key, value in slot.request.total().items():
+                requested[key] = requested.get(key, 0) + value
+        return {
+            "counts": counts,
+            "num_trials": len(self.trials),
+            "total_trials": getattr(self.searcher, "total_trials", None),
+            "rows": [
+                {
+                    "name": t.trial_name,
+                    "status": t.status,
+                    "config": t.config,
+                    "last_result": t.last_result,
+                }
+                for t in shown
+            ],
+            "requested": requested,
+            "elapsed_s": time.monotonic() - self._started_at,
+            "drain_reason": self._drain_reason,
+            "scheduler": self.scheduler.debug_string(),
+            "done": self._done,
+        }
+
+    def _summary(self) -> dict:
+        return {
+            "state": self._state(),
+            "fatal": pack(self._fatal) if self._fatal is not None else None,
+            "fatal_tb": self._fatal_tb,
+            "stop_reason": self._drain_reason,
+            "state_write_s": self.state_writer.total_write_s,
+            "state_writes": self.state_writer.writes,
+            "warnings": list(self.warnings),
+            "drain_is_final": self._drain_is_final,
+            "events": list(self.events),
+            "status": self._status_snapshot(),
+        }
+
+
+def _brief(result: dict) -> str:
+    shown = {
+        k: (round(v, 4) if isinstance(v, float) else v)
+        for k, v in result.items()
+        if k not in _AUTOFILLED and isinstance(v, (int, float, str))
+    }
+    return ", ".join(f"{k}={v}" for k, v in list(shown.items())[:4])
+
+
+_AUTOFILLED = {
+    "training_iteration",
+    "time_this_iter_s",
+    "time_total_s",
+    "time_since_restore",
+    "iterations_since_restore",
+    "timestamp",
+    "date",
+    "trial_id",
+    "experiment_tag",
+    "hostname",
+    "node_ip",
+    "pid",
+    "done",
+    "checkpoint_dir_name",
+}
+
+
+class _TrialView:
+    """What trial_name_creator / trial_dirname_creator receive: Ray Tune's Trial attributes."""
+
+    def __init__(self, trial: Trial):
+        self.trial_id = trial.trial_id
+        self.config = trial.config
+        self.experiment_tag = trial.experiment_tag
+        self.trainable_name = trial.trial_name.rsplit("_", 2)[0]
+
+    def __str__(self) -> str:
+        return f"{self.trainable_name}_{self.trial_id}"
+
+
+_STATUS_ORDER = {T.RUNNING: 0, T.PENDING: 1, T.PAUSED: 2, T.ERROR: 3, T.TERMINATED: 4}
+
+
+def _fits(request: ResourceRequest, available: dict[str, float]) -> int:
+    """How many more actors of this request the currently free resources hold."""
+    needed = request.total().items()
+    counts = [int(available.get(key, 0) // value) for key, value in needed if value]
+    return min(counts) if counts else MAX_STARTING_ACTORS
+
+
+def _safe_dirname(name: str) -> str:
+    cleaned = "".join(c if c.isalnum() or c in "-_.=," else "_" for c in name)[:128].strip(".")
+    return cleaned or "trial"
+
+
+def _score_metrics(result: dict, checkpoint_config: Any) -> dict:
+    attribute = checkpoint_config.checkpoint_score_attribute
+    if attribute and attribute in result:
+        return {attribute: result[attribute]}
+    return {}
+
+
+def _checkpoints_to_delete(checkpoints: list[dict], checkpoint_config: Any) -> list[dict]:
+    """Keep the best `num_to_keep` by score (newest when there is no score), plus the latest."""
+    keep = checkpoint_config.num_to_keep
+    if keep is None or len(checkpoints) <= keep:
+        return []
+    attribute = checkpoint_config.checkpoint_score_attribute
+    sign = 1 if checkpoint_config.checkpoint_score_order == "max" else -1
+
+    def score(entry: dict) -> tuple:
+        value = entry["metrics"].get(attribute) if attribute else None
+        if value is None:
+            return (0 if attribute else 1, entry["training_iteration"])
+        return (1, sign * value)
+
+    best = sorted(checkpoints, key=score, reverse=True)[:keep]
+    latest = checkpoints[-1]
+    return [c for c in checkpoints if c not in best and c is not latest]
+
+
+def load_trials(state: dict) -> list[Trial]:
+    return [Trial.from_state(t) for t in state["trials"]]
+
+
+def load_searcher_state(state: dict) -> Any:
+    return unpack(state["searcher"])
+
+
+RemoteController = ray.remote(num_cpus=0, max_concurrency=8)(Controller)

@@ -1,0 +1,236 @@
+"""Restore's decisions, in one place: what each stored trial becomes, and from which checkpoint.
+
+Storage is the truth for checkpoints: a trial resumes from its newest *committed* checkpoint, even
+one the last experiment state never recorded (the driver may have been killed right after the trial
+actor committed it). Nothing in storage is deleted or rewritten here.
+
+| status in the state            | resume_unfinished | resume_errored | restart_errored |
+|--------------------------------|-------------------|----------------|-----------------|
+| TERMINATED                     | kept              | kept           | kept            |
+| PENDING / RUNNING / PAUSED     | resumed (else TERMINATED) | -      | -               |
+| ERROR                          | kept as ERROR     | resumed        | from scratch    |
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import cloudpickle
+import pyarrow.fs as pafs
+
+from rtune import _experiment_state as state_io
+from rtune import _trial as T
+from rtune._results_log import max_epoch
+from rtune._storage import COMMIT_MARKER, Storage, resolve_filesystem
+from rtune._trial import Trial
+
+
+@dataclass
+class RestoreFlags:
+    resume_unfinished: bool = True
+    resume_errored: bool = False
+    restart_errored: bool = False
+
+
+def open_experiment(path: str | os.PathLike, filesystem: Any = None) -> Storage:
+    """The experiment's storage, or a clear error naming the path and what is missing."""
+    path = os.fspath(path)
+    if "://" not in path:
+        path = os.path.expanduser(path)
+    fs, root = resolve_filesystem(path, filesystem)
+    storage = Storage(fs, root.rstrip("/"))
+    if not storage.exists(""):
+        raise FileNotFoundError(f"Cannot restore: {storage.uri()} does not exist")
+    if not storage.exists(state_io.METADATA_FILE):
+        raise ValueError(
+            f"Cannot restore: {storage.uri()} is not an rtune experiment "
+            f"(it has no {state_io.METADATA_FILE})"
+        )
+    return storage
+
+
+def read_metadata(storage: Storage) -> dict:
+    metadata = state_io.read_metadata(storage)
+    version = metadata.get("format_version")
+    if version != state_io.FORMAT_VERSION:
+        raise ValueError(
+            f"Cannot restore {storage.uri()}: it was written in experiment format {version}, "
+            f"this rtune reads format {state_io.FORMAT_VERSION}"
+        )
+    return metadata
+
+
+def read_state(storage: Storage) -> dict | None:
+    """The experiment state, or None when the run died before its first write. A damaged newest
+    file falls back to the previous state, with a warning that names it."""
+    state, problems = state_io.read_state(storage)
+    for problem in problems:
+        print(f"rtune: WARNING: {problem}; restoring from the previous state", file=sys.stderr)
+    return state
+
+
+def reconcile_with_storage(storage: Storage, trial: Trial) -> None:
+    """Bring a trial's checkpoint pointer and epoch up to what storage holds."""
+    committed = storage.committed_checkpoints(trial.relpath)
+    known = {entry["path"] for entry in trial.committed_checkpoints}
+    for iteration, relpath in committed:
+        if relpath in known:
+            continue
+        marker = json.loads(storage.read_bytes(f"{relpath}/{COMMIT_MARKER}"))
+        trial.committed_checkpoints.append(
+            {
+                "path": relpath,
+                "training_iteration": iteration,
+                "time_total_s": marker.get("time_total_s", 0.0),
+                "metrics": {},
+            }
+        )
+    present = {relpath for _, relpath in committed}
+    trial.committed_checkpoints = sorted(
+        (e for e in trial.committed_checkpoints if e["path"] in present),
+        key=lambda e: e["training_iteration"],
+    )
+    trial.latest_checkpoint = (
+        trial.committed_checkpoints[-1] if trial.committed_checkpoints else None
+    )
+    trial.epoch = max(trial.epoch, max_epoch(storage, trial.relpath))
+
+
+def apply_flags(trial: Trial, flags: RestoreFlags) -> None:
+    if trial.status == T.TERMINATED:
+        return
+    if trial.status == T.ERROR:
+        if flags.restart_errored:
+            trial.status, trial.error, trial.restore_from_scratch = T.PENDING, None, True
+        elif flags.resume_errored:
+            trial.status, trial.error = T.PENDING, None
+        return
+    trial.status = T.PENDING if flags.resume_unfinished else T.TERMINATED
+
+
+def restore_trials(
+    storage: Storage, state: dict | None, flags: RestoreFlags, trial_dirs: set[str]
+) -> list[Trial]:
+    trials = [Trial.from_state(t) for t in (state or {}).get("trials", [])]
+    for trial in trials:
+        if trial.status != T.TERMINATED and trial.relpath in trial_dirs:
+            reconcile_with_storage(storage, trial)
+        apply_flags(trial, flags)
+    return trials
+
+
+def _load(metadata: dict, key: str, storage: Storage, hint: str) -> Any:
+    try:
+        return cloudpickle.loads(metadata[key])
+    except Exception as exc:
+        raise ValueError(
+            f"Cannot load the {key} stored in {storage.uri()}/{state_io.METADATA_FILE}: "
+            f"{type(exc).__name__}: {exc}. {hint}"
+        ) from exc
+
+
+def prepare_restore(
+    path: Any, filesystem: Any, trainable: Any, param_space: dict | None, flags: RestoreFlags
+) -> dict:
+    """Everything `Tuner` needs to continue an experiment, checked before anything runs."""
+    from rtune.trainable import trainable_name
+
+    storage = open_experiment(path, filesystem)
+    metadata = read_metadata(storage)
+    stored_name = metadata["trainable_name"]
+    if trainable is None:
+        trainable = _load(
+            metadata,
+            "trainable",
+            storage,
+            "Pass the trainable again: Tuner.restore(path, trainable=...)",
+        )
+    elif trainable_name(trainable) != stored_name:
+        raise ValueError(
+            f"Tuner.restore: the experiment at {storage.uri()} was run with trainable "
+            f"{stored_name!r}, not {trainable_name(trainable)!r}"
+        )
+    stored_space = _load(metadata, "param_space", storage, "")
+    if param_space is not None:
+        check_same_space(stored_space, param_space)
+    run_config = _load(metadata, "run_config", storage, "")
+    run_config.storage_filesystem = filesystem
+    run_config.storage_path = posix_dirname(storage.uri())
+    state = read_state(storage)
+    trial_dirs = {
+        info.base_name for info in storage.list_dir("") if info.type == pafs.FileType.Directory
+    }
+    return {
+        "state_seq": state["seq"] + 1 if state else 0,
+        "storage": storage,
+        "trainable": trainable,
+        "param_space": param_space if param_space is not None else stored_space,
+        "tune_config": _load(metadata, "tune_config", storage, ""),
+        "run_config": run_config,
+        "state": state,
+        "experiment_uid": metadata["experiment_uid"],
+        "trials": _refreshed(restore_trials(storage, state, flags, trial_dirs), param_space),
+        "searcher_finished": bool(state and state.get("searcher_finished")),
+        "known_trial_dirs": trial_dirs,
+        "param_space_given": param_space is not None,
+    }
+
+
+def _refreshed(trials: list[Trial], param_space: dict | None) -> list[Trial]:
+    """Trials whose configs hold object references get the fresh ones from `param_space`."""
+    if param_space is not None:
+        for trial in trials:
+            trial.config = refresh_refs(trial.config, param_space)
+            trial.encoded_config = None
+    return trials
+
+
+def refresh_refs(config: Any, space: Any) -> Any:
+    import ray
+
+    if isinstance(space, ray.ObjectRef):
+        return space
+    if isinstance(config, dict) and isinstance(space, dict):
+        return {key: refresh_refs(value, space.get(key)) for key, value in config.items()}
+    if isinstance(config, list) and isinstance(space, list) and len(config) == len(space):
+        return [refresh_refs(value, new) for value, new in zip(config, space)]
+    return config
+
+
+def posix_dirname(uri: str) -> str:
+    return uri.rstrip("/").rsplit("/", 1)[0]
+
+
+def check_same_space(stored: Any, given: Any, where: str = "param_space") -> None:
+    """A param_space given on restore may only refresh object references, nothing else."""
+    import ray
+
+    if isinstance(stored, ray.ObjectRef) or isinstance(given, ray.ObjectRef):
+        return
+    if isinstance(stored, dict) and isinstance(given, dict):
+        if set(stored) != set(given):
+            raise ValueError(
+                f"Tuner.restore: {where} keys changed from {sorted(stored)} to {sorted(given)}; "
+                "a restored experiment keeps its search space"
+            )
+        for key in stored:
+            check_same_space(stored[key], given[key], f"{where}[{key!r}]")
+        return
+    if isinstance(stored, (list, tuple)) and isinstance(given, (list, tuple)):
+        if len(stored) != len(given):
+            raise ValueError(f"Tuner.restore: {where} changed length; it must stay the same")
+        for i, (a, b) in enumerate(zip(stored, given)):
+            check_same_space(a, b, f"{where}[{i}]")
+        return
+    same = type(stored) is type(given) and (
+        stored == given or getattr(stored, "__dict__", None) == getattr(given, "__dict__", 1)
+    )
+    if not same:
+        raise ValueError(
+            f"Tuner.restore: {where} changed from {stored!r} to {given!r}; a param_space given on "
+            "restore may only refresh object references"
+        )

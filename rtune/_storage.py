@@ -1,0 +1,152 @@
+"""The one place that reads and writes durable experiment data, through `pyarrow.fs`.
+
+Guarantees owned here:
+- `write_atomic`: a reader sees the old bytes or the new bytes, never a torn file (temp + rename on
+  filesystems with rename, one object PUT on object stores).
+- `commit_checkpoint`: a checkpoint directory counts only once its marker file is written, and the
+  marker is written last, after every file of the checkpoint reached storage.
+Node-local directories are scratch; nothing durable is kept outside `Storage.root`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow.fs as pafs
+
+COMMIT_MARKER = ".rtune_committed"
+_RENAME_FILESYSTEMS = ("local", "hdfs")
+
+
+def resolve_filesystem(
+    storage_path: str | os.PathLike, filesystem: pafs.FileSystem | None = None
+) -> tuple[pafs.FileSystem, str]:
+    """Turn a user's storage path or URI into a filesystem and a path on it."""
+    path = os.fspath(storage_path)
+    if filesystem is not None:
+        return filesystem, path.rstrip("/") or "/"
+    if "://" not in path:
+        return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(path))
+    try:
+        fs, fs_path = pafs.FileSystem.from_uri(path)
+    except Exception as exc:  # pyarrow raises ArrowInvalid or OSError by scheme
+        raise ValueError(f"Cannot open storage path {path!r}: {exc}") from exc
+    return fs, fs_path.rstrip("/")
+
+
+@dataclass
+class Storage:
+    """A filesystem and the experiment directory on it; picklable, so actors get their own copy."""
+
+    filesystem: pafs.FileSystem
+    root: str
+
+    @property
+    def is_local(self) -> bool:
+        return self.filesystem.type_name == "local"
+
+    def path(self, *parts: str) -> str:
+        return posixpath.join(self.root, *parts)
+
+    def uri(self, *parts: str) -> str:
+        path = self.path(*parts)
+        if self.is_local:
+            return path
+        return f"{self.filesystem.type_name}://{path}"
+
+    def exists(self, relpath: str) -> bool:
+        info = self.filesystem.get_file_info(self.path(relpath))
+        return info.type != pafs.FileType.NotFound
+
+    def makedirs(self, relpath: str = "") -> None:
+        self.filesystem.create_dir(self.path(relpath) if relpath else self.root, recursive=True)
+
+    def write_atomic(self, relpath: str, data: bytes) -> None:
+        target = self.path(relpath)
+        fs = self.filesystem
+        if fs.type_name in _RENAME_FILESYSTEMS:
+            fs.create_dir(posixpath.dirname(target), recursive=True)
+            tmp = f"{target}.tmp-{uuid.uuid4().hex[:8]}"
+            with fs.open_output_stream(tmp) as out:
+                out.write(data)
+            fs.move(tmp, target)
+        else:
+            with fs.open_output_stream(target) as out:
+                out.write(data)
+
+    def write_json(self, relpath: str, obj: Any) -> None:
+        self.write_atomic(relpath, json.dumps(obj, default=_json_default).encode())
+
+    def read_bytes(self, relpath: str) -> bytes:
+        with self.filesystem.open_input_stream(self.path(relpath)) as src:
+            return src.read()
+
+    def read_json(self, relpath: str) -> Any:
+        return json.loads(self.read_bytes(relpath))
+
+    def list_dir(self, relpath: str) -> list[pafs.FileInfo]:
+        selector = pafs.FileSelector(self.path(relpath), allow_not_found=True)
+        return self.filesystem.get_file_info(selector)
+
+    def delete_dir(self, relpath: str) -> None:
+        try:
+            self.filesystem.delete_dir(self.path(relpath))
+        except FileNotFoundError:
+            pass
+
+    def upload_dir(self, local_dir: str, relpath: str) -> None:
+        self.filesystem.create_dir(self.path(relpath), recursive=True)
+        pafs.copy_files(
+            local_dir,
+            self.path(relpath),
+            source_filesystem=pafs.LocalFileSystem(),
+            destination_filesystem=self.filesystem,
+        )
+
+    def download_dir(self, relpath: str, local_dir: str) -> None:
+        os.makedirs(local_dir, exist_ok=True)
+        pafs.copy_files(
+            self.path(relpath),
+            local_dir,
+            source_filesystem=self.filesystem,
+            destination_filesystem=pafs.LocalFileSystem(),
+        )
+
+    def commit_checkpoint(self, local_dir: str, relpath: str, metadata: dict) -> None:
+        """Upload a checkpoint, then write its marker: only then does the checkpoint exist."""
+        self.upload_dir(local_dir, relpath)
+        self.write_json(posixpath.join(relpath, COMMIT_MARKER), metadata)
+
+    def committed_checkpoints(self, trial_relpath: str) -> list[tuple[int, str]]:
+        """(iteration, relpath) of every committed checkpoint of a trial, oldest first."""
+        found = []
+        for info in self.list_dir(trial_relpath):
+            name = info.base_name
+            if info.type != pafs.FileType.Directory or not name.startswith("checkpoint_"):
+                continue
+            relpath = posixpath.join(trial_relpath, name)
+            if self.exists(posixpath.join(relpath, COMMIT_MARKER)):
+                found.append((int(name.split("_")[-1]), relpath))
+        return sorted(found)
+
+    def uncommit_and_delete(self, relpath: str) -> None:
+        """Delete a checkpoint marker first, so a crash midway never leaves a half-deleted one
+        that still looks committed."""
+        try:
+            self.filesystem.delete_file(self.path(relpath, COMMIT_MARKER))
+        except FileNotFoundError:
+            pass
+        self.delete_dir(relpath)
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return repr(value)

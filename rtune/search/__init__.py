@@ -1,0 +1,47 @@
+"""Search spaces and search algorithms, with Ray Tune's public names (like `ray.tune.search`)."""
+
+from rtune.search.sample import (
+    Categorical,
+    Domain,
+    Float,
+    Function,
+    Integer,
+    choice,
+    grid_search,
+    lograndint,
+    loguniform,
+    qlograndint,
+    qloguniform,
+    qrandint,
+    qrandn,
+    quniform,
+    randint,
+    randn,
+    sample_from,
+    uniform,
+)
+from rtune.search.searcher import Searcher
+from rtune.search.variant_generator import BasicVariantGenerator
+
+__all__ = [
+    "BasicVariantGenerator",
+    "Categorical",
+    "Domain",
+    "Float",
+    "Function",
+    "Integer",
+    "Searcher",
+    "choice",
+    "grid_search",
+    "lograndint",
+    "loguniform",
+    "qlograndint",
+    "qloguniform",
+    "qrandint",
+    "qrandn",
+    "quniform",
+    "randint",
+    "randn",
+    "sample_from",
+    "uniform",
+]

@@ -1,0 +1,134 @@
+"""The class API (`Trainable`), `with_parameters`, and how rtune tells trainable kinds apart."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+import pickle
+from typing import Any
+
+_DICT_CHECKPOINT = "_rtune_dict_checkpoint.pkl"
+
+
+class Trainable:
+    """Ray Tune's class API: override `setup`, `step`, `save_checkpoint`, `load_checkpoint`.
+
+    rtune calls `step()` once per iteration; a returned dict is one result. `self.iteration` counts
+    completed iterations, across restores.
+    """
+
+    def __init__(self, config: dict | None = None, **parameters: Any):
+        self.config = dict(config or {})
+        self._iteration = 0
+        self.trial_id = ""
+        self.trial_name = ""
+        self.logdir = ""
+        self.setup(dict(self.config), **parameters)
+
+    @property
+    def iteration(self) -> int:
+        return self._iteration
+
+    @property
+    def training_iteration(self) -> int:
+        return self._iteration
+
+    def setup(self, config: dict, **parameters: Any) -> None:
+        pass
+
+    def step(self) -> dict:
+        raise NotImplementedError(f"{type(self).__name__} must implement step()")
+
+    def save_checkpoint(self, checkpoint_dir: str) -> dict | None:
+        return None
+
+    def load_checkpoint(self, checkpoint: Any) -> None:
+        pass
+
+    def cleanup(self) -> None:
+        pass
+
+    def reset_config(self, new_config: dict) -> bool:
+        """Return True after adapting to `new_config` so rtune may reuse this instance."""
+        return False
+
+    @classmethod
+    def default_resource_request(cls, config: dict) -> Any:
+        return None
+
+
+def save_class_checkpoint(trainable: Trainable, checkpoint_dir: str) -> None:
+    saved = trainable.save_checkpoint(checkpoint_dir)
+    if isinstance(saved, dict):
+        with open(os.path.join(checkpoint_dir, _DICT_CHECKPOINT), "wb") as out:
+            pickle.dump(saved, out)
+
+
+def load_class_checkpoint(trainable: Trainable, checkpoint_dir: str) -> None:
+    dict_path = os.path.join(checkpoint_dir, _DICT_CHECKPOINT)
+    if os.path.exists(dict_path):
+        with open(dict_path, "rb") as src:
+            trainable.load_checkpoint(pickle.load(src))
+    else:
+        trainable.load_checkpoint(checkpoint_dir)
+
+
+def is_class_trainable(trainable: Any) -> bool:
+    return isinstance(trainable, type) and issubclass(trainable, Trainable)
+
+
+def validate_trainable(trainable: Any) -> None:
+    if isinstance(trainable, type):
+        if not issubclass(trainable, Trainable):
+            raise TypeError(
+                f"Trainable class {trainable.__name__} must subclass rtune.Trainable "
+                "(or pass a function that takes a config dict)"
+            )
+        return
+    if isinstance(trainable, str):
+        raise TypeError(
+            f"rtune does not look trainables up by name ({trainable!r}); pass the function or class"
+        )
+    if not callable(trainable):
+        raise TypeError(
+            f"trainable must be a function or an rtune.Trainable subclass, "
+            f"got {type(trainable).__name__}"
+        )
+    try:
+        params = inspect.signature(trainable).parameters
+    except (TypeError, ValueError):
+        return
+    positional = [
+        p
+        for p in params.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    ]
+    if len(positional) > 1 + len(getattr(trainable, "_rtune_parameters", {})):
+        raise TypeError(
+            f"trainable function {trainable_name(trainable)} must take one argument (config); "
+            f"it takes {[p.name for p in positional]}"
+        )
+
+
+def trainable_name(trainable: Any) -> str:
+    name = getattr(trainable, "__name__", None) or type(trainable).__name__
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name) or "trainable"
+
+
+def with_parameters(trainable: Any, **parameters: Any) -> Any:
+    """Pass large objects through the Ray object store once, not with every trial's config."""
+    import ray
+
+    refs = {name: ray.put(value) for name, value in parameters.items()}
+    if isinstance(trainable, type):
+        wrapped = type(trainable.__name__, (trainable,), {"_rtune_parameters": refs})
+        wrapped.__module__ = trainable.__module__
+        return wrapped
+
+    @functools.wraps(trainable)
+    def wrapped_fn(config, **kwargs):
+        return trainable(config, **kwargs)
+
+    wrapped_fn._rtune_parameters = refs  # type: ignore[attr-defined]
+    return wrapped_fn

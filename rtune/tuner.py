@@ -1,0 +1,369 @@
+"""`Tuner`: the driver side of an experiment.
+
+`fit()` validates everything before any work starts, writes the experiment metadata, starts the
+controller actor, forwards stop signals to it, prints the status block, and returns a `ResultGrid`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import os
+import secrets
+import sys
+import time
+from typing import Any
+
+import cloudpickle
+import ray
+
+from rtune import _experiment_state as state_io
+from rtune._config import DEFAULT_STORAGE_PATH, RunConfig, TuneConfig
+from rtune._controller import ExperimentSetup, RemoteController
+from rtune._progress import format_status
+from rtune._resources import resources_for
+from rtune._signals import forward_stop_signals
+from rtune._storage import Storage, resolve_filesystem
+from rtune._trial import Trial
+from rtune.result_grid import ResultGrid
+from rtune.schedulers import FIFOScheduler
+from rtune.search import BasicVariantGenerator, Searcher
+from rtune.stopper import make_stopper
+from rtune.trainable import trainable_name, validate_trainable
+
+CONTROLLER_NAMESPACE = "rtune"
+STATUS_INTERVAL_S = {1: 5.0, 2: 5.0, 3: 2.0}
+
+
+def ensure_ray() -> None:
+    """Use the Ray the process is connected to, else the one `ray.init()` would join (RAY_ADDRESS,
+    or a cluster started with `ray start` here); else start an embedded local Ray."""
+    if ray.is_initialized():
+        return
+    try:
+        from ray._private.services import get_ray_address_from_environment
+
+        existing = get_ray_address_from_environment(None, None)
+    except Exception:  # a private helper: if it moved, let ray.init() decide as usual
+        existing = "unknown"
+    if existing is None:
+        ray.init(include_dashboard=False)
+    else:
+        ray.init()
+
+
+def controller_name(storage: Storage) -> str:
+    digest = hashlib.sha1(storage.uri().encode()).hexdigest()[:16]
+    return f"rtune_controller_{digest}"
+
+
+class Tuner:
+    def __init__(
+        self,
+        trainable: Any = None,
+        *,
+        param_space: dict | None = None,
+        tune_config: TuneConfig | None = None,
+        run_config: RunConfig | None = None,
+        _restored: dict | None = None,
+    ):
+        if trainable is None:
+            raise TypeError(
+                "Tuner needs a trainable: a function taking a config, or a Trainable class"
+            )
+        validate_trainable(trainable)
+        self.trainable = trainable
+        self.param_space = {} if param_space is None else param_space
+        if not isinstance(self.param_space, dict):
+            raise TypeError(f"param_space must be a dict, got {type(self.param_space).__name__}")
+        self.tune_config = tune_config or TuneConfig()
+        self.run_config = run_config or RunConfig()
+        if not isinstance(self.tune_config, TuneConfig):
+            raise TypeError(
+                f"tune_config must be a rtune.TuneConfig, got {type(tune_config).__name__}"
+            )
+        if not isinstance(self.run_config, RunConfig):
+            raise TypeError(
+                f"run_config must be a rtune.RunConfig, got {type(run_config).__name__}"
+            )
+        self.tune_config.validate()
+        self.run_config.validate()
+        self._stopper = make_stopper(self.run_config.stop)
+        self._restored = _restored
+        self._searcher = self._make_searcher()
+        self._scheduler = self.tune_config.scheduler or FIFOScheduler()
+        self._scheduler.set_search_properties(self.tune_config.metric, self.tune_config.mode)
+        self._check_resources()
+        self._result_grid: ResultGrid | None = None
+        self._warned = self._events = 0
+
+    def _make_searcher(self) -> Searcher:
+        tc = self.tune_config
+        if tc.search_alg is None:
+            return BasicVariantGenerator(
+                self.param_space, num_samples=max(tc.num_samples, 1), seed=tc.seed
+            )
+        if not isinstance(tc.search_alg, Searcher):
+            raise TypeError(
+                "TuneConfig.search_alg must be a rtune Searcher, "
+                f"got {type(tc.search_alg).__name__}"
+            )
+        tc.search_alg.set_search_properties(tc.metric, tc.mode, self.param_space)
+        return tc.search_alg
+
+    def _check_resources(self) -> None:
+        """A malformed resource request is a user error to report now, not from inside a trial."""
+        if not callable(getattr(self.trainable, "_rtune_resources", None)):
+            resources_for(self.trainable, {})
+
+    # ---- storage ----
+
+    def _storage(self) -> Storage:
+        if self._restored is not None:
+            return self._restored["storage"]
+        rc = self.run_config
+        base = rc.storage_path or os.environ.get("RTUNE_STORAGE_PATH") or DEFAULT_STORAGE_PATH
+        fs, root = resolve_filesystem(base, rc.storage_filesystem)
+        if rc.name is None:
+            stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+            rc.name = f"{trainable_name(self.trainable)}_{stamp}"
+        return Storage(fs, f"{root.rstrip('/')}/{rc.name}")
+
+    def _metadata(self) -> dict:
+        """Each user object is pickled on its own, so restore can read the rest even when one of
+        them (say, the trainable's module) cannot be loaded any more."""
+        run_config = RunConfig(**{**self.run_config.__dict__, "storage_filesystem": None})
+        return {
+            "trainable_name": trainable_name(self.trainable),
+            "experiment_uid": secrets.token_hex(3)[:5],
+            "created": time.time(),
+            "trainable": cloudpickle.dumps(self.trainable),
+            "param_space": cloudpickle.dumps(self.param_space),
+            "tune_config": cloudpickle.dumps(self.tune_config),
+            "run_config": cloudpickle.dumps(run_config),
+        }
+
+    @classmethod
+    def restore(
+        cls,
+        path: str | os.PathLike,
+        trainable: Any = None,
+        resume_unfinished: bool = True,
+        resume_errored: bool = False,
+        restart_errored: bool = False,
+        param_space: dict | None = None,
+        storage_filesystem: Any = None,
+        **_ignored: Any,
+    ) -> Tuner:
+        """A Tuner that continues the experiment at `path`; call `fit()` on it.
+
+        The trainable and param_space are read from the experiment when not given. Only trusted
+        paths: restoring unpickles code stored in the experiment directory."""
+        from rtune._restore import RestoreFlags, prepare_restore
+
+        flags = RestoreFlags(resume_unfinished, resume_errored, restart_errored)
+        restored = prepare_restore(path, storage_filesystem, trainable, param_space, flags)
+        tuner = cls(
+            restored.pop("trainable"),
+            param_space=restored.pop("param_space"),
+            tune_config=restored.pop("tune_config"),
+            run_config=restored.pop("run_config"),
+            _restored=restored,
+        )
+        tuner._continue_from_state()
+        return tuner
+
+    @classmethod
+    def can_restore(cls, path: str | os.PathLike, storage_filesystem: Any = None) -> bool:
+        """Whether `path` holds an rtune experiment that `Tuner.restore` can continue."""
+        from rtune._restore import open_experiment
+
+        try:
+            open_experiment(path, storage_filesystem)
+        except (FileNotFoundError, ValueError):
+            return False
+        return True
+
+    def _continue_from_state(self) -> None:
+        state = (self._restored or {}).get("state")
+        if not state:
+            return
+        self._searcher.set_state(state_io.unpack(state["searcher"]))
+        if self._restored.get("param_space_given") and isinstance(
+            self._searcher, BasicVariantGenerator
+        ):
+            self._searcher.refresh_space(self.param_space)
+        self._scheduler.set_state(state_io.unpack(state["scheduler"]))
+        stopper = state_io.unpack(state["stopper"])
+        if stopper is not None:
+            self._stopper = stopper
+
+    # ---- fit ----
+
+    def fit(self) -> ResultGrid:
+        try:
+            cloudpickle.dumps(self.trainable)
+        except Exception as exc:
+            raise TypeError(
+                f"The trainable {trainable_name(self.trainable)} cannot be pickled, so it cannot "
+                "be "
+                f"sent to trial actors: {exc}"
+            ) from exc
+        storage = self._storage()
+        ensure_ray()
+        name = controller_name(storage)
+        self._refuse_second_writer(name, storage)
+        storage.makedirs()
+        if self._restored is None:
+            metadata = self._metadata()
+            self._new_uid = metadata["experiment_uid"]
+            state_io.write_metadata(storage, metadata)
+        setup = self._setup(storage)
+        controller = RemoteController.options(
+            name=name, namespace=CONTROLLER_NAMESPACE, lifetime=None
+        ).remote(setup)
+        try:
+            summary = self._drive(controller, storage)
+        finally:
+            ray.kill(controller)
+        return self._finish(summary, storage)
+
+    def _refuse_second_writer(self, name: str, storage: Storage) -> None:
+        try:
+            ray.get_actor(name, namespace=CONTROLLER_NAMESPACE)
+        except ValueError:
+            return
+        raise RuntimeError(
+            f"The experiment at {storage.uri()} is being run by another live driver "
+            "(its controller actor is alive); stop that run before starting this one."
+        )
+
+    def _setup(self, storage: Storage) -> ExperimentSetup:
+        restored = self._restored or {}
+        uid = restored.get("experiment_uid") or self._new_uid
+        trials: list[Trial] = restored.get("trials", [])
+        return ExperimentSetup(
+            storage=storage,
+            experiment_name=posix_basename(storage.root),
+            experiment_uid=uid,
+            trainable_name=trainable_name(self.trainable),
+            trainable_holder=[ray.put(self.trainable)],
+            trainable_resources=_resources_of(self.trainable),
+            searcher=self._searcher,
+            scheduler=self._scheduler,
+            stopper=self._stopper,
+            metric=self.tune_config.metric,
+            mode=self.tune_config.mode,
+            max_concurrent_trials=self.tune_config.max_concurrent_trials,
+            time_budget_s=self.tune_config.time_budget_s,
+            reuse_actors=self.tune_config.reuse_actors,
+            checkpoint_config=self.run_config.checkpoint_config,
+            failure_config=self.run_config.failure_config,
+            trial_name_creator=self.tune_config.trial_name_creator,
+            trial_dirname_creator=self.tune_config.trial_dirname_creator,
+            restored_trials=trials,
+            max_trials=self.tune_config.num_samples
+            if self.tune_config.search_alg is not None and self.tune_config.num_samples > 0
+            else None,
+            searcher_finished=restored.get("searcher_finished", False),
+            known_trial_dirs=restored.get("known_trial_dirs", set()),
+            state_seq=restored.get("state_seq", 0),
+        )
+
+    def _drive(self, controller: Any, storage: Storage) -> dict:
+        interval = STATUS_INTERVAL_S.get(self.run_config.verbose)
+        run_ref = controller.run.remote()
+        forwarded = 0
+        last_poll = last_print = time.monotonic()
+        self._warned = self._events = 0
+        with forward_stop_signals() as requests:
+            while True:
+                ready, _ = ray.wait([run_ref], timeout=0.1)
+                if ready:
+                    return ray.get(run_ref)
+                if len(requests.received) > forwarded:
+                    forwarded = len(requests.received)
+                    if requests.received.count("SIGINT") >= 3:
+                        raise KeyboardInterrupt("third Ctrl+C: leaving without waiting")
+                    controller.request_stop.remote(force=requests.force)
+                if time.monotonic() - last_poll >= 1.0:
+                    last_poll = time.monotonic()
+                    show = bool(interval) and last_poll - last_print >= interval
+                    if show:
+                        last_print = last_poll
+                    self._poll_status(controller, storage, show)
+
+    def _poll_status(self, controller: Any, storage: Storage, show: bool) -> None:
+        try:
+            status = ray.get(controller.status.remote(self._events, self._warned), timeout=5)
+        except Exception:  # a slow or busy controller only delays the status block
+            return
+        self._print_news(status["events"], status["warnings"])
+        if show:
+            print(format_status(status, storage.uri(), ray.cluster_resources()), flush=True)
+
+    def _print_news(self, events: list[str], warnings: list[str]) -> None:
+        self._events += len(events)
+        self._warned += len(warnings)
+        if self.run_config.verbose >= 2:
+            for event in events:
+                print(f"rtune: {event}", flush=True)
+        for warning in warnings:
+            print(f"rtune: WARNING: {warning}", file=sys.stderr, flush=True)
+
+    def _finish(self, summary: dict, storage: Storage) -> ResultGrid:
+        state = summary["state"]
+        trials = [Trial.from_state(t) for t in state["trials"]]
+        grid = ResultGrid(trials, storage, self.tune_config.metric, self.tune_config.mode)
+        self._result_grid = grid
+        final = summary["status"]
+        self._print_news(summary["events"][self._events :], summary["warnings"][self._warned :])
+        if self.run_config.verbose:
+            print(format_status(final, storage.uri(), ray.cluster_resources()), flush=True)
+        self._print_end(grid, summary, storage)
+        if summary["fatal"] is not None:
+            raise state_io.unpack(summary["fatal"])
+        return grid
+
+    def _print_end(self, grid: ResultGrid, summary: dict, storage: Storage) -> None:
+        """The outcome; how to resume is printed whatever the verbosity, since a stopped run
+        is useless to someone who does not know how to continue it."""
+        lines = [
+            f"rtune: {len(grid)} trials, {grid.num_terminated} terminated, "
+            f"{grid.num_errors} errored. Experiment: {storage.uri()}"
+        ]
+        if summary["stop_reason"] and not summary["drain_is_final"]:
+            lines.append(f"rtune: the run was stopped ({summary['stop_reason']}). Resume it with:")
+            lines.append(f'    rtune.Tuner.restore("{storage.uri()}").fit()')
+            lines.append(f"    or: rtune resume {storage.uri()}")
+            print("\n".join(lines), file=sys.stderr, flush=True)
+            return
+        if not self.run_config.verbose:
+            return
+        tc = self.tune_config
+        if tc.metric and tc.mode:
+            try:
+                best = grid.get_best_result()
+                lines.append(
+                    f"rtune: best {tc.metric}={best.metrics.get(tc.metric)} "
+                    f"with config {best.config}"
+                )
+            except RuntimeError:
+                pass
+        print("\n".join(lines), file=sys.stderr if summary["fatal"] else sys.stdout, flush=True)
+
+    def get_results(self) -> ResultGrid:
+        if self._result_grid is None:
+            raise RuntimeError("get_results() needs a finished fit(); call fit() first")
+        return self._result_grid
+
+
+def posix_basename(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _resources_of(trainable: Any) -> Any:
+    resources = getattr(trainable, "_rtune_resources", None)
+    if resources is None and hasattr(trainable, "default_resource_request"):
+        return trainable.default_resource_request
+    return resources

@@ -1,0 +1,38 @@
+"""Shared fixtures: one real local Ray for the in-process tests (4 logical CPUs and a custom
+resource), on 127.0.0.1 only."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import ray
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# Ray resolves 127.0.0.1 to the machine's reachable address unless told it runs single-node; tests
+# keep all traffic on loopback, so every Ray started here (and in subprocess drivers) uses it.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    if not ray.is_initialized():
+        ray.init(
+            address="local",
+            num_cpus=4,
+            resources={"slot": 2},
+            include_dashboard=False,
+            _node_ip_address="127.0.0.1",
+            log_to_driver=True,
+            # trial actors import trainables from the test modules, as a script's own directory
+            # would be importable for a user's driver
+            runtime_env={"env_vars": {"PYTHONPATH": os.path.dirname(__file__)}},
+        )
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def storage(tmp_path, ray_local):
+    return str(tmp_path / "results")

@@ -1,0 +1,134 @@
+"""The rest of the public surface a Ray Tune user reaches for: custom searchers and schedulers,
+nested search spaces, `reset_config` reuse, and the status block."""
+
+from __future__ import annotations
+
+import os
+
+import rtune as tune
+from rtune.schedulers import TrialScheduler
+
+
+def echo(config):
+    for i in range(config.get("iterations", 1)):
+        tune.report({"x": config.get("x", 0), "i": i})
+
+
+class ListSearcher(tune.Searcher):
+    """Suggests the given x values in order and records what it was told."""
+
+    def __init__(self, xs):
+        super().__init__(metric="x", mode="max")
+        self.xs = list(xs)
+        self.completed = []
+
+    def suggest(self, trial_id):
+        if not self.xs:
+            return tune.Searcher.FINISHED
+        return {"x": self.xs.pop(0)}
+
+    def on_trial_complete(self, trial_id, result=None, error=False):
+        self.completed.append(result["x"])
+
+
+def test_custom_searcher_drives_the_trials(storage):
+    results = tune.Tuner(
+        echo,
+        tune_config=tune.TuneConfig(search_alg=ListSearcher([3, 1, 2]), num_samples=10),
+        run_config=tune.RunConfig(storage_path=storage, verbose=0),
+    ).fit()
+    assert sorted(r.config["x"] for r in results) == [1, 2, 3]
+    assert results.get_best_result("x", "max").config["x"] == 3
+
+
+def test_num_samples_caps_a_custom_searcher(storage):
+    results = tune.Tuner(
+        echo,
+        tune_config=tune.TuneConfig(search_alg=ListSearcher([5, 6, 7, 8]), num_samples=2),
+        run_config=tune.RunConfig(storage_path=storage, verbose=0),
+    ).fit()
+    assert [r.config["x"] for r in results] == [5, 6]
+
+
+class StopAtTwo(TrialScheduler):
+    """A scheduler's STOP decision ends the trial at that result."""
+
+    def on_trial_result(self, trial_id, result):
+        return self.STOP if result["training_iteration"] >= 2 else self.CONTINUE
+
+
+def test_scheduler_stop_decision(storage):
+    results = tune.Tuner(
+        echo,
+        param_space={"iterations": 50},
+        tune_config=tune.TuneConfig(scheduler=StopAtTwo()),
+        run_config=tune.RunConfig(storage_path=storage, verbose=0),
+    ).fit()
+    assert results[0].metrics["training_iteration"] == 2
+    assert list(results[0].metrics_dataframe["training_iteration"]) == [1, 2]
+
+
+def test_nested_search_space(storage):
+    results = tune.Tuner(
+        echo,
+        param_space={
+            "model": {"layers": tune.grid_search([1, 2]), "act": tune.choice(["relu"])},
+            "sizes": [tune.randint(1, 2), 8],
+            "x": tune.sample_from(lambda spec: spec.config["model"]["layers"] * 10),
+        },
+        run_config=tune.RunConfig(storage_path=storage, verbose=0),
+    ).fit()
+    configs = sorted((r.config for r in results), key=lambda c: c["model"]["layers"])
+    assert [c["x"] for c in configs] == [10, 20]
+    assert all(c["sizes"] == [1, 8] and c["model"]["act"] == "relu" for c in configs)
+    frame = results.get_dataframe()
+    assert sorted(frame["config/model/layers"]) == [1, 2]
+
+
+class Resettable(tune.Trainable):
+    instances = 0
+
+    def setup(self, config):
+        Resettable.instances += 1
+        self.created = Resettable.instances
+        self.pid = os.getpid()
+
+    def step(self):
+        return {"created": self.created, "pid": self.pid, "done": True}
+
+    def reset_config(self, new_config):
+        return True
+
+
+def test_reset_config_reuses_the_trainable_instance(storage):
+    results = tune.Tuner(
+        Resettable,
+        param_space={"i": tune.grid_search([0, 1, 2])},
+        tune_config=tune.TuneConfig(max_concurrent_trials=1),
+        run_config=tune.RunConfig(storage_path=storage, verbose=0),
+    ).fit()
+    assert {r.metrics["pid"] for r in results} == {results[0].metrics["pid"]}
+    assert {r.metrics["created"] for r in results} == {1}  # one instance, reset twice
+
+
+def test_status_block_and_events(storage, capfd):
+    tune.Tuner(
+        echo,
+        param_space={"x": tune.grid_search([1, 2]), "iterations": 2},
+        tune_config=tune.TuneConfig(metric="x", mode="max"),
+        run_config=tune.RunConfig(storage_path=storage, name="shown", verbose=2),
+    ).fit()
+    out = capfd.readouterr().out
+    assert "== Status ==" in out
+    assert "Using FIFO scheduling algorithm." in out
+    assert f"Result logdir: {os.path.join(storage, 'shown')}" in out
+    assert "Number of trials: 2/2 (2 TERMINATED)" in out
+    assert "| Trial name" in out and "TERMINATED" in out
+    assert "completed after 2 iterations" in out
+    assert "rtune: best x=2" in out
+
+
+def test_verbose_zero_prints_nothing(storage, capfd):
+    tune.Tuner(echo, run_config=tune.RunConfig(storage_path=storage, verbose=0)).fit()
+    captured = capfd.readouterr()
+    assert "rtune" not in captured.out and "== Status ==" not in captured.out

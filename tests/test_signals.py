@@ -1,0 +1,410 @@
+"""Stop and resume with real processes: signals, a second Ctrl+C, `kill -9`, then a restore.
+
+Each test runs tests/drivers/experiment.py as a subprocess with its own Ray, because what is under
+test is the driver process itself: its signal handlers, its exit, what it leaves in storage when it
+dies. The driver logs every iteration it *starts* to a progress file, so the test can tell how much
+work a stop cost (iterations executed again after the restore), and it prints its ResultGrid (with
+each trial's metrics_dataframe iterations) as JSON, so nothing here needs a Ray of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+DRIVER = Path(__file__).parent / "drivers" / "experiment.py"
+RTUNE_CLI = Path(sys.executable).parent / "rtune"
+NAME = "exp"
+TRIALS = 2
+ITERATIONS = 10
+SLEEP_S = 0.25
+STOP_AFTER = 3  # iterations every trial has started before the test stops the run
+START_TIMEOUT_S = 60.0  # Ray start and the first iterations, on a busy 2-core machine
+EXIT_TIMEOUT_S = 60.0  # a drained driver writes its state, shuts its Ray down and exits
+RUN_TIMEOUT_S = 90.0  # a whole restored run
+REAP_TIMEOUT_S = 20.0
+
+
+def wait_until(condition, what: str, timeout: float, run: Run | None = None) -> None:
+    """Poll `condition` until it holds; fail naming `what` (and the driver's output) otherwise."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if run is not None and run.proc.poll() is not None:
+            pytest.fail(f"the driver exited ({run.proc.returncode}) before {what}\n{run.tail()}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {what} within {timeout:g} s\n{run.tail() if run else ''}")
+        time.sleep(0.05)
+
+
+def session_processes(session_dir: str) -> list[int]:
+    """Live processes of one Ray instance: those naming its session directory on their command
+    line (gcs, raylet, agents) or holding a file in it open (workers log there)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        proc = f"/proc/{entry}"
+        try:
+            with open(f"{proc}/stat") as stat:
+                if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    continue
+            with open(f"{proc}/cmdline", "rb") as cmdline:
+                mine = session_dir.encode() in cmdline.read()
+            if not mine:
+                for fd in os.listdir(f"{proc}/fd"):
+                    if os.readlink(f"{proc}/fd/{fd}").startswith(session_dir):
+                        mine = True
+                        break
+        except OSError:  # gone meanwhile, or not ours to look at
+            continue
+        if mine:
+            found.append(int(entry))
+    return found
+
+
+def reap(session_dir: str) -> list[int]:
+    """Wait for a dead driver's Ray processes to exit, then kill (by pid, this instance's only)
+    whatever is left; returns the pids that had to be killed. Never `ray stop`: that would kill
+    every Ray on the machine."""
+    deadline = time.monotonic() + REAP_TIMEOUT_S
+    while (left := session_processes(session_dir)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return left
+
+
+class Run:
+    """One driver (or CLI) process, in a session of its own so a whole group can be signalled."""
+
+    def __init__(self, command: list[str], out: Path, err: Path, progress: Path):
+        self.out, self.err, self.progress = out, err, progress
+        with open(out, "wb") as stdout, open(err, "wb") as stderr:
+            self.proc = subprocess.Popen(
+                command, stdout=stdout, stderr=stderr, start_new_session=True
+            )
+
+    def stdout(self) -> str:
+        return self.out.read_text(errors="replace")
+
+    def stderr(self) -> str:
+        return self.err.read_text(errors="replace")
+
+    def tail(self) -> str:
+        return f"--- stdout ---\n{self.stdout()[-3000:]}\n--- stderr ---\n{self.stderr()[-3000:]}"
+
+    def send(self, sig: int, group: bool = False) -> None:
+        """`group` signals the whole process group, as Ctrl+C in a terminal does (the driver's own
+        Ray processes get it too)."""
+        if group:
+            os.killpg(self.proc.pid, sig)
+        else:
+            self.proc.send_signal(sig)
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the driver did not exit within {timeout:g} s\n{self.tail()}")
+
+    def succeed(self, timeout: float) -> str:
+        """Wait for a zero exit; return stdout and stderr together."""
+        rc = self.wait(timeout)
+        assert rc == 0, f"exit code {rc}\n{self.tail()}"
+        return self.stdout() + self.stderr()
+
+    def line(self, prefix: str):
+        for line in self.stdout().splitlines():
+            if line.startswith(prefix + " "):
+                return json.loads(line[len(prefix) + 1 :])
+        pytest.fail(f"no {prefix} line\n{self.tail()}")
+
+    def results(self) -> dict[int, tuple[str, int | None, list[int]]]:
+        """{trial id: (status, last training_iteration, metrics_dataframe iterations)}."""
+        return {int(k): tuple(v) for k, v in self.line("RESULTS").items()}
+
+    @property
+    def session_dir(self) -> str | None:
+        path = self.progress / "ray_session"
+        return path.read_text() if path.exists() else None
+
+
+class Experiment:
+    """One experiment's storage and progress files, and the processes run on it."""
+
+    def __init__(self, tmp_path: Path):
+        self.tmp = tmp_path
+        self.storage = tmp_path / "results"
+        self.progress = tmp_path / "progress"
+        self.progress.mkdir()
+        self.path = str(self.storage / NAME)
+        self.runs: list[Run] = []
+
+    def launch(self, *args: str) -> Run:
+        """The driver with this file's trial count, length and pace; later `args` override."""
+        command = [sys.executable, str(DRIVER), str(self.storage), NAME, str(self.progress)]
+        command += ["--trials", str(TRIALS), "--iterations", str(ITERATIONS)]
+        command += ["--sleep", str(SLEEP_S)]
+        return self._start(command + list(args))
+
+    def resume_with_cli(self, *args: str) -> Run:
+        return self._start([str(RTUNE_CLI), "resume", self.path, *args])
+
+    def _start(self, command: list[str]) -> Run:
+        tag = f"run{len(self.runs)}"
+        run = Run(command, self.tmp / f"{tag}.out", self.tmp / f"{tag}.err", self.progress)
+        self.runs.append(run)
+        return run
+
+    def executions(self) -> dict[int, list[int]]:
+        """{trial id: iterations in the order they started executing, repeats included}."""
+        started: dict[int, list[int]] = {}
+        for log in self.progress.glob("trial_*.log"):
+            for line in log.read_text().splitlines():
+                trial, iteration = map(int, line.split())
+                started.setdefault(trial, []).append(iteration)
+        return started
+
+    def wait_for_iterations(self, run: Run, count: int, trials: int = TRIALS) -> None:
+        """Until `trials` trials have each started `count` iterations (repeats included)."""
+
+        def enough_started() -> bool:
+            return sum(len(s) >= count for s in self.executions().values()) >= trials
+
+        what = f"{count} iterations started in {trials} trials"
+        wait_until(enough_started, what, START_TIMEOUT_S, run)
+
+    def cleanup(self) -> None:
+        """Kill what a failed test left running: each driver's process group (its gcs, raylet and
+        agents), then the workers of its Ray."""
+        for run in self.runs:
+            if run.proc.poll() is None:
+                os.killpg(run.proc.pid, signal.SIGKILL)
+                run.proc.wait()
+                if run.session_dir:
+                    reap(run.session_dir)
+
+
+@pytest.fixture
+def experiment(tmp_path):
+    exp = Experiment(tmp_path)
+    yield exp
+    exp.cleanup()
+
+
+def assert_stopped_early(results: dict, running: int = TRIALS, trials: int = TRIALS) -> None:
+    """The first `running` trials were paused mid-run, with a history of each iteration they
+    reported, once; the others were never started."""
+    assert sorted(results) == list(range(trials))
+    for trial, (status, last, history) in results.items():
+        if trial >= running:
+            assert (status, last, history) == ("PENDING", None, []), trial
+            continue
+        assert status == "PAUSED", (trial, status)
+        assert last is None or last < ITERATIONS, (trial, last)
+        assert history == list(range(1, (last or 0) + 1)), (trial, history)
+
+
+def assert_completed(
+    results: dict,
+    executions: dict,
+    max_repeats: int,
+    iterations: int = ITERATIONS,
+    trials: int = TRIALS,
+) -> None:
+    """Every trial finished all iterations with one history row each, and at most `max_repeats`
+    iterations of it ran twice over all the stops and restores."""
+    assert sorted(results) == list(range(trials))
+    for trial, (status, last, history) in results.items():
+        assert status == "TERMINATED", (trial, status)
+        assert last == iterations, (trial, last)
+        assert history == list(range(1, iterations + 1)), (trial, history)
+    assert_executions(executions, max_repeats, iterations, trials)
+
+
+def assert_executions(
+    executions: dict, max_repeats: int, iterations: int = ITERATIONS, trials: int = TRIALS
+) -> None:
+    assert sorted(executions) == list(range(trials))
+    for trial, started in executions.items():
+        assert sorted(set(started)) == list(range(1, iterations + 1)), (trial, started)
+        repeats = len(started) - iterations
+        assert repeats <= max_repeats, f"trial {trial} re-executed {repeats}: {started}"
+
+
+def assert_resume_hint(output: str, path: str) -> None:
+    assert f'Tuner.restore("{path}")' in output, output[-3000:]
+    assert f"rtune resume {path}" in output, output[-3000:]
+
+
+def stop_gracefully(experiment: Experiment, run: Run, sig: int, group: bool) -> None:
+    """Signal a running experiment once; it must drain, return from fit() and exit 0."""
+    experiment.wait_for_iterations(run, STOP_AFTER)
+    run.send(sig, group=group)
+    output = run.succeed(EXIT_TIMEOUT_S)
+    assert f"{signal.Signals(sig).name} received: stopping gracefully" in output
+    assert_resume_hint(output, experiment.path)
+    assert (experiment.progress / "fit_returned").exists()
+    assert (experiment.progress / "done").exists()
+    assert run.line("HANDLERS_RESTORED") is True
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "sig, group",
+    [
+        pytest.param(signal.SIGINT, True, id="SIGINT-to-the-process-group"),  # Ctrl+C
+        pytest.param(signal.SIGUSR1, False, id="SIGUSR1"),
+        pytest.param(signal.SIGTERM, False, id="SIGTERM"),
+    ],
+)
+def test_stop_signal_drains_then_restore_completes(experiment, sig, group):
+    """Each stop signal drains: running trials finish their iteration and pause, the trial waiting
+    for a slot is not started, fit() returns and says how to resume; the restored run finishes
+    every trial without losing an iteration."""
+    first = experiment.launch("--trials", "3", "--concurrency", "2")
+    stop_gracefully(experiment, first, sig, group)
+    assert_stopped_early(first.results(), running=2, trials=3)
+    assert sorted(experiment.executions()) == [0, 1]
+
+    second = experiment.launch("--restore")
+    second.succeed(RUN_TIMEOUT_S)
+    assert_completed(second.results(), experiment.executions(), max_repeats=1, trials=3)
+
+
+@pytest.mark.slow
+def test_class_trainable_loses_nothing_on_a_graceful_stop(experiment):
+    """With no periodic checkpoints at all, the drain's checkpoint at the iteration boundary is
+    what the restore continues from: not one iteration runs twice."""
+    first = experiment.launch("--kind", "class", "--checkpoint-frequency", "0")
+    stop_gracefully(experiment, first, signal.SIGINT, group=True)
+    assert_stopped_early(first.results())
+
+    second = experiment.launch("--restore")
+    second.succeed(RUN_TIMEOUT_S)
+    assert_completed(second.results(), experiment.executions(), max_repeats=0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "kill_after, whole_ray",
+    [
+        # a driver killed mid-run: see test_stop_then_crash_of_the_restored_run_then_restore
+        pytest.param(1, False, id="driver-in-the-first-iteration"),
+        pytest.param(4, True, id="driver-and-its-ray-mid-run"),
+    ],
+)
+def test_kill_9_then_restore(experiment, kill_after, whole_ray):
+    """A driver killed with no warning leaves a restorable experiment, and each trial resumes from
+    the newest checkpoint in storage, so at most the iteration in flight runs twice. Killed alone,
+    the driver's trial actors outlive it for a moment and commit checkpoints that no experiment
+    state records; killed with its whole Ray (a lost machine), the state lags the checkpoints by
+    up to its write period."""
+    iterations = 32  # long enough that the trials are still running when their actors die
+    first = experiment.launch("--iterations", str(iterations))
+    experiment.wait_for_iterations(first, kill_after)
+    session = first.session_dir
+    doomed = session_processes(session) if whole_ray else []
+    first.send(signal.SIGKILL)
+    for pid in doomed:
+        os.kill(pid, signal.SIGKILL)
+    first.wait(EXIT_TIMEOUT_S)
+    # Ray's head processes share the driver's process group; its agents outlive a kill -9 of the
+    # driver, so take the group down as an operator would, then let the workers notice.
+    os.killpg(first.proc.pid, signal.SIGKILL)
+    reap(session)
+    assert not (experiment.progress / "fit_returned").exists()
+    crashed = experiment.executions()
+    assert all(max(started) < iterations for started in crashed.values()), crashed
+
+    second = experiment.launch("--restore")
+    second.succeed(RUN_TIMEOUT_S)
+    assert_completed(second.results(), experiment.executions(), 1, iterations)
+
+
+@pytest.mark.slow
+def test_stop_then_crash_of_the_restored_run_then_restore(experiment):
+    """Interruptions compound: a graceful stop, then a `kill -9` of the restored driver, then a
+    second restore. Each trial's history still holds every iteration once, and the whole sequence
+    re-executes at most the one iteration the crash interrupted."""
+    iterations = 32
+    first = experiment.launch("--iterations", str(iterations))
+    stop_gracefully(experiment, first, signal.SIGUSR1, group=False)
+
+    second = experiment.launch("--restore")
+    experiment.wait_for_iterations(second, STOP_AFTER + 4)
+    session = second.session_dir
+    second.send(signal.SIGKILL)
+    second.wait(EXIT_TIMEOUT_S)
+    os.killpg(second.proc.pid, signal.SIGKILL)
+    reap(session)
+    crashed = experiment.executions()
+    assert all(max(started) < iterations for started in crashed.values()), crashed
+
+    third = experiment.launch("--restore")
+    third.succeed(RUN_TIMEOUT_S)
+    assert_completed(third.results(), experiment.executions(), 1, iterations)
+
+
+@pytest.mark.slow
+def test_second_sigint_stops_at_once(experiment):
+    """Every trial is held inside iteration 3, so a graceful drain could never finish: only the
+    second Ctrl+C ends the run. The state is still written, so the restore redoes iteration 3."""
+    iterations = 5
+    first = experiment.launch("--iterations", str(iterations), "--block-at", "3")
+    experiment.wait_for_iterations(first, 3)
+    first.send(signal.SIGINT, group=True)
+    wait_until(lambda: "stopping gracefully" in first.stderr(), "drain message", 30.0, first)
+    first.send(signal.SIGINT, group=True)
+    output = first.succeed(EXIT_TIMEOUT_S)
+    assert "stopping at once" in output
+    assert_resume_hint(output, experiment.path)
+    for trial, (status, last, history) in first.results().items():
+        assert (status, last, history) == ("PAUSED", 2, [1, 2]), trial
+
+    (experiment.progress / "release").touch()
+    second = experiment.launch("--restore")
+    second.succeed(RUN_TIMEOUT_S)
+    assert_completed(second.results(), experiment.executions(), 1, iterations)
+    assert all(s == [1, 2, 3, 3, 4, 5] for s in experiment.executions().values())
+
+
+@pytest.mark.slow
+def test_rtune_resume_cli_completes_a_stopped_experiment(experiment):
+    """`rtune resume <path>`, as printed by the stopped run, finishes it."""
+    first = experiment.launch()
+    stop_gracefully(experiment, first, signal.SIGINT, group=True)
+
+    resumed = experiment.resume_with_cli()
+    output = resumed.succeed(RUN_TIMEOUT_S)
+    assert f"{TRIALS} trials, {TRIALS} terminated, 0 errored" in output
+    assert_executions(experiment.executions(), max_repeats=1)
+
+
+@pytest.mark.slow
+def test_fit_in_a_remote_task_stops_on_sigusr1(experiment):
+    """fit() inside a `@ray.remote` task runs in a worker process that no terminal signals; SIGUSR1
+    to that worker drains the run and the task returns its results normally. The experiment then
+    resumes from an ordinary driver."""
+    first = experiment.launch("--in-task")
+    pid_file = experiment.progress / "task_pid"
+    experiment.wait_for_iterations(first, STOP_AFTER)
+    os.kill(int(pid_file.read_text()), signal.SIGUSR1)
+    first.succeed(EXIT_TIMEOUT_S)
+    assert (experiment.progress / "fit_returned").exists()
+    assert first.line("HANDLERS_RESTORED") is True
+    assert_stopped_early(first.results())
+
+    second = experiment.launch("--restore")
+    second.succeed(RUN_TIMEOUT_S)
+    assert_completed(second.results(), experiment.executions(), max_repeats=1)
