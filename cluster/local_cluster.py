@@ -41,6 +41,9 @@ class LocalCluster:
     root: str
     port: int
     nodes: list[Node] = field(default_factory=list)
+    dashboard_port: int | None = None
+    # the Ray installation the nodes run (its `ray` next to this Python by default)
+    python: str = sys.executable
 
     @property
     def address(self) -> str:
@@ -52,7 +55,7 @@ class LocalCluster:
         temp_dir = os.path.join(self.root, name)
         os.makedirs(temp_dir, exist_ok=True)
         log = open(os.path.join(self.root, f"{name}.log"), "w")
-        ray_bin = os.path.join(os.path.dirname(sys.executable), "ray")
+        ray_bin = os.path.join(os.path.dirname(self.python), "ray")
         process = subprocess.Popen(
             [
                 ray_bin,
@@ -78,7 +81,12 @@ class LocalCluster:
         self._save()
         return node
 
-    def start_head(self, cpus: int = 1, dashboard_port: int = 8275) -> Node:
+    def start_head(
+        self, cpus: int = 1, dashboard_port: int = 8275, dashboard: bool = False
+    ) -> Node:
+        """`dashboard`: also run the dashboard, whose job server `ray job submit` talks to
+        (needs `ray[default]`); `dashboard_url` is then its address."""
+        self.dashboard_port = dashboard_port if dashboard else None
         return self._ray_start(
             "head",
             HEAD_IP,
@@ -86,13 +94,21 @@ class LocalCluster:
                 "--head",
                 "--port",
                 str(self.port),
+                "--dashboard-host",
+                HEAD_IP,
                 "--dashboard-port",
                 str(dashboard_port),
                 "--include-dashboard",
-                "false",
+                "true" if dashboard else "false",
             ],
             cpus,
         )
+
+    @property
+    def dashboard_url(self) -> str:
+        if self.dashboard_port is None:
+            raise RuntimeError("this cluster was started without a dashboard (dashboard=False)")
+        return f"http://{HEAD_IP}:{self.dashboard_port}"
 
     def add_worker(
         self, cpus: int = 1, resources: dict | None = None, timeout_s: float = 60
@@ -116,13 +132,17 @@ class LocalCluster:
                 [sys.executable, "-c", script],
                 capture_output=True,
                 text=True,
-                env=_env(),
+                env=self.driver_env(),
                 timeout=max(5, timeout_s),
             )
             if probe.returncode == 0 and probe.stdout.strip().splitlines()[-1:] == [str(count)]:
                 return
             time.sleep(0.5)
         raise TimeoutError(f"the local cluster at {self.address} did not reach {count} nodes")
+
+    def driver_env(self) -> dict[str, str]:
+        """The environment a process joining this cluster needs."""
+        return _env()
 
     def remove_node(self, name: str) -> None:
         """Stop one node by its pid (its `ray start --block` stops the node's processes)."""
@@ -132,23 +152,22 @@ class LocalCluster:
         self._save()
 
     def stop(self) -> None:
-        """Stop every node at once (SIGTERM to each, then wait), workers before the head."""
-        for node in reversed(self.nodes):
-            _signal_group(node.pid, signal.SIGTERM)
-        for node in reversed(self.nodes):
-            _terminate(node.pid)
+        """Stop every node at once: SIGTERM to each, one shared grace period, then SIGKILL."""
+        _terminate(*(node.pid for node in self.nodes))
         self.nodes = []
         self._save()
 
     def _save(self) -> None:
         with open(os.path.join(self.root, "cluster.json"), "w") as out:
-            json.dump({"port": self.port, "nodes": [asdict(n) for n in self.nodes]}, out)
+            saved = {"port": self.port, "dashboard_port": self.dashboard_port}
+            json.dump({**saved, "nodes": [asdict(n) for n in self.nodes]}, out)
 
     @classmethod
     def load(cls, root: str) -> LocalCluster:
         with open(os.path.join(root, "cluster.json")) as src:
             saved = json.load(src)
-        return cls(root, saved["port"], [Node(**n) for n in saved["nodes"]])
+        nodes = [Node(**n) for n in saved["nodes"]]
+        return cls(root, saved["port"], nodes, saved.get("dashboard_port"))
 
 
 def _env() -> dict[str, str]:
@@ -167,28 +186,43 @@ def _signal_group(pid: int, sig: int) -> None:
         pass
 
 
-def _terminate(pid: int, timeout_s: float = 20) -> None:
-    _signal_group(pid, signal.SIGTERM)
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _terminate(*pids: int, timeout_s: float = 4) -> None:
+    """SIGTERM each node's process group, then SIGKILL what is left after `timeout_s`
+    (`ray start --block` can take 20 s and more to wind a node down on its own)."""
+    for pid in pids:
+        _signal_group(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
-    _signal_group(pid, signal.SIGKILL)
+    for pid in pids:
+        _signal_group(pid, signal.SIGKILL)
 
 
 def start_cluster(
-    root: str, workers: int = 1, cpus: int = 1, port: int = 6391, resources: dict | None = None
+    root: str,
+    workers: int = 1,
+    cpus: int = 1,
+    port: int = 6391,
+    resources: dict | None = None,
+    dashboard: bool = False,
+    python: str = sys.executable,
 ) -> LocalCluster:
-    """A head and `workers` worker nodes; each worker also gets `resources`."""
+    """A head and `workers` worker nodes; each worker also gets `resources`. `python` names the
+    Ray installation to run (a virtualenv's interpreter)."""
     if os.path.exists(root):
         shutil.rmtree(root)
     os.makedirs(root)
-    cluster = LocalCluster(root, port)
+    cluster = LocalCluster(root, port, python=python)
     try:
-        cluster.start_head(cpus)
+        cluster.start_head(cpus, dashboard=dashboard)
         cluster.wait_for_nodes(1)
         for _ in range(workers):
             cluster.add_worker(cpus, resources)
@@ -205,10 +239,17 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--cpus", type=int, default=1)
     parser.add_argument("--port", type=int, default=6391)
+    parser.add_argument(
+        "--dashboard", action="store_true", help="run the dashboard too, for `ray job submit`"
+    )
     args = parser.parse_args()
     if args.command == "start":
-        cluster = start_cluster(args.dir, args.workers, args.cpus, args.port)
+        cluster = start_cluster(
+            args.dir, args.workers, args.cpus, args.port, dashboard=args.dashboard
+        )
         print(f"RAY_ADDRESS={cluster.address}")
+        if args.dashboard:
+            print(f"# ray job submit --address {cluster.dashboard_url} -- python my_tuning.py")
     else:
         LocalCluster.load(args.dir).stop()
 

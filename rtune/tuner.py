@@ -7,7 +7,6 @@ controller actor, forwards stop signals to it, prints the status block, and retu
 from __future__ import annotations
 
 import datetime
-import hashlib
 import os
 import secrets
 import sys
@@ -16,6 +15,7 @@ from typing import Any
 
 import cloudpickle
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from rtune import _experiment_state as state_io
 from rtune._config import DEFAULT_STORAGE_PATH, RunConfig, TuneConfig
@@ -23,38 +23,40 @@ from rtune._controller import ExperimentSetup, RemoteController
 from rtune._progress import format_status
 from rtune._resources import resources_for
 from rtune._signals import forward_stop_signals
-from rtune._storage import Storage, resolve_filesystem
+from rtune._storage import Storage
 from rtune._trial import Trial
+from rtune.control import CONTROLLER_NAMESPACE, controller_name, posix_basename
 from rtune.result_grid import ResultGrid
 from rtune.schedulers import FIFOScheduler
 from rtune.search import BasicVariantGenerator, Searcher
 from rtune.stopper import make_stopper
 from rtune.trainable import trainable_name, validate_trainable
 
-CONTROLLER_NAMESPACE = "rtune"
 STATUS_INTERVAL_S = {1: 5.0, 2: 5.0, 3: 2.0}
 
 
 def ensure_ray() -> None:
-    """Use the Ray the process is connected to, else the one `ray.init()` would join (RAY_ADDRESS,
-    or a cluster started with `ray start` here); else start an embedded local Ray."""
+    """Use the Ray the process is connected to, else the cluster RAY_ADDRESS names or a live one
+    `ray start` made on this machine; else start an embedded local Ray."""
     if ray.is_initialized():
         return
-    try:
-        from ray._private.services import get_ray_address_from_environment
-
-        existing = get_ray_address_from_environment(None, None)
-    except Exception:  # a private helper: if it moved, let ray.init() decide as usual
-        existing = "unknown"
-    if existing is None:
-        ray.init(include_dashboard=False)
+    address = os.environ.get("RAY_ADDRESS") or _live_local_cluster()
+    if address:
+        ray.init(address=address)
     else:
-        ray.init()
+        ray.init(address="local", include_dashboard=False)
 
 
-def controller_name(storage: Storage) -> str:
-    digest = hashlib.sha1(storage.uri().encode()).hexdigest()[:16]
-    return f"rtune_controller_{digest}"
+def _live_local_cluster() -> str | None:
+    """The address in /tmp/ray/ray_current_cluster when a GCS still serves it. Ray's own lookup
+    trusts that file, which a killed cluster leaves behind: joining it would hang."""
+    try:
+        from ray._private.services import find_bootstrap_address, find_gcs_addresses
+
+        address = find_bootstrap_address(None)
+        return address if address and address in find_gcs_addresses() else None
+    except Exception:  # private helpers: if they moved, start an embedded Ray
+        return None
 
 
 class Tuner:
@@ -123,11 +125,10 @@ class Tuner:
             return self._restored["storage"]
         rc = self.run_config
         base = rc.storage_path or os.environ.get("RTUNE_STORAGE_PATH") or DEFAULT_STORAGE_PATH
-        fs, root = resolve_filesystem(base, rc.storage_filesystem)
         if rc.name is None:
             stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
             rc.name = f"{trainable_name(self.trainable)}_{stamp}"
-        return Storage(fs, f"{root.rstrip('/')}/{rc.name}")
+        return Storage.at(base, rc.storage_filesystem).child(rc.name)
 
     def _metadata(self) -> dict:
         """Each user object is pickled on its own, so restore can read the rest even when one of
@@ -220,7 +221,13 @@ class Tuner:
             state_io.write_metadata(storage, metadata)
         setup = self._setup(storage)
         controller = RemoteController.options(
-            name=name, namespace=CONTROLLER_NAMESPACE, lifetime=None
+            name=name,
+            namespace=CONTROLLER_NAMESPACE,
+            lifetime=None,
+            # on the driver's own node: a worker node's loss must cost trials, never the controller
+            scheduling_strategy=NodeAffinitySchedulingStrategy(
+                ray.get_runtime_context().get_node_id(), soft=False
+            ),
         ).remote(setup)
         try:
             summary = self._drive(controller, storage)
@@ -268,6 +275,7 @@ class Tuner:
             searcher_finished=restored.get("searcher_finished", False),
             known_trial_dirs=restored.get("known_trial_dirs", set()),
             state_seq=restored.get("state_seq", 0),
+            pending_demand=_pending_demand(),
         )
 
     def _drive(self, controller: Any, storage: Storage) -> dict:
@@ -353,13 +361,32 @@ class Tuner:
         print("\n".join(lines), file=sys.stderr if summary["fatal"] else sys.stdout, flush=True)
 
     def get_results(self) -> ResultGrid:
-        if self._result_grid is None:
+        """The last fit()'s results; on a restored Tuner before fit(), the experiment's results as
+        its storage holds them (so `Tuner.restore(path).get_results()` reads an experiment from
+        any machine, without running anything)."""
+        if self._result_grid is not None:
+            return self._result_grid
+        if self._restored is None:
             raise RuntimeError("get_results() needs a finished fit(); call fit() first")
-        return self._result_grid
+        state = self._restored.get("state") or {"trials": []}
+        trials = [Trial.from_state(t) for t in state["trials"]]
+        tc = self.tune_config
+        return ResultGrid(trials, self._restored["storage"], tc.metric, tc.mode)
 
 
-def posix_basename(path: str) -> str:
-    return path.rstrip("/").rsplit("/", 1)[-1]
+
+def _pending_demand() -> int:
+    """1 keeps a fixed cluster from spawning workers it cannot use; on an autoscaling cluster,
+    RTUNE_MAX_PENDING_TRIALS=N (as Ray Tune's TUNE_MAX_PENDING_TRIALS_PG) lets it scale up
+    several nodes at once."""
+    raw = os.environ.get("RTUNE_MAX_PENDING_TRIALS", "1")
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"RTUNE_MAX_PENDING_TRIALS must be a whole number >= 1, not {raw!r}")
+    return value
 
 
 def _resources_of(trainable: Any) -> Any:
