@@ -14,16 +14,32 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
+# moto's S3-compatible server, in a virtualenv of its own (beside Ray it downgrades dateutil)
+MOTO_VENV ?= .venv-moto
+export RTUNE_MOTO_VENV := $(abspath $(MOTO_VENV))
+$(MOTO_VENV)/bin/moto_server:
+	$(PYTHON) -m cluster.s3_server install
+
+# a second Ray installation, with ray[default] (the dashboard's job server), for the cluster the
+# `ray job submit` tests run: in the main venv its dashboard agent would slow every embedded Ray
+JOBS_VENV ?= .venv-jobs
+export RTUNE_JOBS_VENV := $(abspath $(JOBS_VENV))
+$(JOBS_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(JOBS_VENV)
+	$(JOBS_VENV)/bin/python -m pip install -q --upgrade pip
+	$(JOBS_VENV)/bin/python -m pip install -q -e . "ray[default]==$$($(PY) -c 'import ray; print(ray.__version__)')"
+	touch $@
+
 .PHONY: install demo test test-fast lint
-install: $(VENV)/.installed
+install: $(VENV)/.installed $(MOTO_VENV)/bin/moto_server $(JOBS_VENV)/.installed
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/rtune demo
 
-test: $(VENV)/.installed lint
+test: install lint
 	$(PY) -m pytest -q -ra --durations=15 tests
 
-test-fast: $(VENV)/.installed
+test-fast: install
 	$(PY) -m pytest -q -ra -m "not slow" tests
 
 lint: $(VENV)/.installed

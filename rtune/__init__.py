@@ -5,6 +5,7 @@ from rtune._config import CheckpointConfig, FailureConfig, RunConfig, TuneConfig
 from rtune._resources import PlacementGroupFactory, with_resources
 from rtune._session import get_checkpoint, get_context, report
 from rtune.checkpoint import Checkpoint
+from rtune.control import stop_experiment
 from rtune.result_grid import Result, ResultGrid, TrialError
 from rtune.schedulers import FIFOScheduler, TrialScheduler
 from rtune.search import (
@@ -76,6 +77,7 @@ __all__ = [
     "randn",
     "report",
     "sample_from",
+    "stop_experiment",
     "uniform",
     "with_parameters",
     "with_resources",

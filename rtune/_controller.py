@@ -65,6 +65,9 @@ class ExperimentSetup:
     searcher_finished: bool = False
     known_trial_dirs: set = field(default_factory=set)
     state_seq: int = 0
+    # actors per resource shape that wait for resources beyond what the cluster holds now: the
+    # demand an autoscaler sees (RTUNE_MAX_PENDING_TRIALS in the driver's environment)
+    pending_demand: int = 1
 
 
 @dataclass
@@ -94,6 +97,7 @@ class Controller:
         self._starting = 0
         self._searcher_finished = setup.searcher_finished
         self._stop_request: str | None = None
+        self._stop_reason = "stop requested"
         self._drain_reason: str | None = None
         self._drain_is_final = False
         self._fatal: BaseException | None = None
@@ -112,14 +116,20 @@ class Controller:
 
     # ---- driver-facing API (called from other actor threads) ----
 
-    def request_stop(self, force: bool = False) -> None:
+    def request_stop(self, force: bool = False, reason: str = "stop requested") -> None:
         """Ask running trials to stop at once (from this thread, not at the loop's next turn),
         so a stop costs no more than the iteration in flight; the loop does the rest."""
+        if self._stop_request is None:
+            self._stop_reason = reason
         self._stop_request = "force" if force else (self._stop_request or "drain")
         with self._lock:
             running = [slot for kind, slot in list(self._inflight.values()) if kind == "poll"]
         for slot in running:
             slot.actor.request_stop.remote("drain")
+
+    def location(self) -> str:
+        """The experiment's storage URI, for `rtune stop` and `Tuner.restore`."""
+        return self.setup.storage.uri()
 
     def status(self, events_from: int = 0, warnings_from: int = 0) -> dict:
         """A snapshot for the status block, with the events and warnings not yet seen."""
@@ -177,7 +187,7 @@ class Controller:
                 self._force_stop()
             return
         if self._stop_request:
-            self._begin_drain("stop requested")
+            self._begin_drain(self._stop_reason)
             if self._stop_request == "force":
                 self._force_stop()
         elif self.stopper is not None and self._call_user(self.stopper.stop_all):
@@ -266,18 +276,23 @@ class Controller:
             if slot.request == request:
                 self._idle.remove(slot)
                 return slot
-        if self._idle and not self._starting:
-            self._kill(self._idle.pop(0))  # free resources held by actors of another shape
+        if self._idle:  # free the resources held by idle actors no pending trial can use
+            wanted = {self.trials[trial_id].resources for trial_id in self.pending}
+            for slot in [slot for slot in self._idle if slot.request not in wanted]:
+                self._idle.remove(slot)
+                self._kill(slot)
         return None
 
     def _start_actors_for(self, request: ResourceRequest) -> None:
-        """Start as many actors as the free resources hold, plus one that waits: enough for the
-        pending trials, and a visible demand for an autoscaler without a flood of actors."""
+        """Start as many actors as the free resources hold, plus `pending_demand` that wait:
+        enough for the pending trials, and a visible demand for an autoscaler without a flood of
+        actors."""
         wanted = sum(1 for tid in self.pending if self.trials[tid].resources == request)
         cap = self.setup.max_concurrent_trials
         if cap is not None:
             wanted = min(wanted, cap - len(self._busy_slots()))
-        limit = min(wanted, MAX_STARTING_ACTORS, _fits(request, ray.available_resources()) + 1)
+        fits = _fits(request, ray.available_resources())
+        limit = min(wanted, MAX_STARTING_ACTORS, fits + self.setup.pending_demand)
         while self._starting < limit:
             self._warn_if_unschedulable(request)
             slot = self._new_actor(request)

@@ -25,7 +25,7 @@ import pyarrow.fs as pafs
 from rtune import _experiment_state as state_io
 from rtune import _trial as T
 from rtune._results_log import max_epoch
-from rtune._storage import COMMIT_MARKER, Storage, resolve_filesystem
+from rtune._storage import COMMIT_MARKER, Storage
 from rtune._trial import Trial
 
 
@@ -41,8 +41,7 @@ def open_experiment(path: str | os.PathLike, filesystem: Any = None) -> Storage:
     path = os.fspath(path)
     if "://" not in path:
         path = os.path.expanduser(path)
-    fs, root = resolve_filesystem(path, filesystem)
-    storage = Storage(fs, root.rstrip("/"))
+    storage = Storage.at(path, filesystem)
     if not storage.exists(""):
         raise FileNotFoundError(f"Cannot restore: {storage.uri()} does not exist")
     if not storage.exists(state_io.METADATA_FILE):
@@ -159,7 +158,7 @@ def prepare_restore(
         check_same_space(stored_space, param_space)
     run_config = _load(metadata, "run_config", storage, "")
     run_config.storage_filesystem = filesystem
-    run_config.storage_path = posix_dirname(storage.uri())
+    run_config.storage_path = storage.parent_uri()
     state = read_state(storage)
     trial_dirs = {
         info.base_name for info in storage.list_dir("") if info.type == pafs.FileType.Directory
@@ -200,9 +199,6 @@ def refresh_refs(config: Any, space: Any) -> Any:
         return [refresh_refs(value, new) for value, new in zip(config, space)]
     return config
 
-
-def posix_dirname(uri: str) -> str:
-    return uri.rstrip("/").rsplit("/", 1)[0]
 
 
 def check_same_space(stored: Any, given: Any, where: str = "param_space") -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import posixpath
+import urllib.parse
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -23,28 +24,67 @@ COMMIT_MARKER = ".rtune_committed"
 _RENAME_FILESYSTEMS = ("local", "hdfs")
 
 
+_SECRET_QUERY_KEYS = ("access_key", "secret_key", "session_token")
+
+
 def resolve_filesystem(
     storage_path: str | os.PathLike, filesystem: pafs.FileSystem | None = None
 ) -> tuple[pafs.FileSystem, str]:
     """Turn a user's storage path or URI into a filesystem and a path on it."""
-    path = os.fspath(storage_path)
-    if filesystem is not None:
-        return filesystem, path.rstrip("/") or "/"
-    if "://" not in path:
-        return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(path))
-    try:
-        fs, fs_path = pafs.FileSystem.from_uri(path)
-    except Exception as exc:  # pyarrow raises ArrowInvalid or OSError by scheme
-        raise ValueError(f"Cannot open storage path {path!r}: {exc}") from exc
-    return fs, fs_path.rstrip("/")
+    storage = Storage.at(storage_path, filesystem)
+    return storage.filesystem, storage.root
+
+
+def _refuse_credentials(uri: str) -> None:
+    """Credentials come from the environment (AWS_ACCESS_KEY_ID, GOOGLE_APPLICATION_CREDENTIALS,
+    ...), never from a URI: a URI is printed, logged and stored in the experiment."""
+    parts = urllib.parse.urlsplit(uri)
+    keys = {key for key, _ in urllib.parse.parse_qsl(parts.query)}
+    if "@" in parts.netloc or keys & set(_SECRET_QUERY_KEYS):
+        shown = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+        raise ValueError(
+            f"The storage path {shown} carries credentials; rtune does not accept them in a URI "
+            "(it is printed and stored with the experiment). Set them in the environment "
+            "instead (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY for S3, "
+            "GOOGLE_APPLICATION_CREDENTIALS for GCS)."
+        )
 
 
 @dataclass
 class Storage:
-    """A filesystem and the experiment directory on it; picklable, so actors get their own copy."""
+    """A filesystem and the experiment directory on it; picklable, so actors get their own copy.
+
+    `scheme` ("s3://bucket-less prefix", "hdfs://host:port") and `query` (endpoint_override,
+    scheme, region) are kept from the user's URI so `uri()` names a location that reopens the
+    same store from any machine."""
 
     filesystem: pafs.FileSystem
     root: str
+    scheme: str = ""
+    query: str = ""
+
+    @classmethod
+    def at(cls, location: str | os.PathLike, filesystem: pafs.FileSystem | None = None) -> Storage:
+        """The storage at a local path, a URI (s3://, gs://, hdfs://, file://) or a path on
+        `filesystem`."""
+        path = os.fspath(location)
+        if filesystem is not None:
+            return cls(filesystem, path.rstrip("/") or "/", _scheme_of(filesystem))
+        if "://" not in path:
+            return cls(pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(path)))
+        _refuse_credentials(path)
+        try:
+            fs, fs_path = pafs.FileSystem.from_uri(path)
+        except Exception as exc:  # pyarrow raises ArrowInvalid or OSError by scheme
+            raise ValueError(f"Cannot open storage path {path!r}: {exc}") from exc
+        if fs.type_name == "local":
+            return cls(fs, fs_path.rstrip("/") or "/")
+        parts = urllib.parse.urlsplit(path)
+        scheme = f"{parts.scheme}://" + (parts.netloc if fs_path.startswith("/") else "")
+        return cls(fs, fs_path.rstrip("/"), scheme, parts.query)
+
+    def child(self, name: str) -> Storage:
+        return Storage(self.filesystem, self.path(name), self.scheme, self.query)
 
     @property
     def is_local(self) -> bool:
@@ -54,10 +94,16 @@ class Storage:
         return posixpath.join(self.root, *parts)
 
     def uri(self, *parts: str) -> str:
+        """Where the data lives, in the form `Tuner.restore` and `rtune resume` accept."""
         path = self.path(*parts)
         if self.is_local:
             return path
-        return f"{self.filesystem.type_name}://{path}"
+        return f"{self.scheme}{path}" + (f"?{self.query}" if self.query else "")
+
+    def parent_uri(self) -> str:
+        return Storage(
+            self.filesystem, posixpath.dirname(self.root), self.scheme, self.query
+        ).uri()
 
     def exists(self, relpath: str) -> bool:
         info = self.filesystem.get_file_info(self.path(relpath))
@@ -142,6 +188,11 @@ class Storage:
         except FileNotFoundError:
             pass
         self.delete_dir(relpath)
+
+
+def _scheme_of(filesystem: pafs.FileSystem) -> str:
+    name = filesystem.type_name
+    return "" if name == "local" else f"{'gs' if name == 'gcs' else name}://"
 
 
 def _json_default(value: Any) -> Any:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pyarrow.fs as pafs
 
-from rtune._storage import resolve_filesystem
+from rtune._storage import COMMIT_MARKER, resolve_filesystem
 
 
 class Checkpoint:
@@ -45,6 +45,9 @@ class Checkpoint:
                 source_filesystem=self.filesystem,
                 destination_filesystem=pafs.LocalFileSystem(),
             )
+        marker = os.path.join(target, COMMIT_MARKER)  # rtune's bookkeeping, not the user's file
+        if os.path.exists(marker):
+            os.remove(marker)
         return target
 
     @contextlib.contextmanager

@@ -1,4 +1,4 @@
-"""The `rtune` command line: `rtune demo`, `rtune resume <path>`."""
+"""The `rtune` command line: `rtune demo`, `rtune resume <path>`, `rtune stop <name or path>`."""
 
 from __future__ import annotations
 
@@ -30,6 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     resume.add_argument(
         "--restart-errored", action="store_true", help="restart errored trials from scratch"
     )
+    stop = commands.add_parser(
+        "stop",
+        help="drain a running experiment, from any node of its Ray cluster (as Ctrl+C would)",
+    )
+    stop.add_argument("experiment", help="the experiment's name, or its path or URI")
+    stop.add_argument("--force", action="store_true", help="stop at once (as a second Ctrl+C)")
     args = parser.parse_args(argv)
     if args.command == "demo":
         from rtune._demo import run_demo
@@ -50,6 +56,15 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         results = tuner.fit()
         return 1 if results.num_errors else 0
+    elif args.command == "stop":
+        from rtune.control import stop_experiment
+
+        try:
+            location = stop_experiment(args.experiment, force=args.force)
+        except LookupError as exc:
+            print(f"rtune stop: {exc}", file=sys.stderr)
+            return 2
+        print(f"rtune stop: asked {location} to stop; resume it with: rtune resume {location}")
     return 0
 
 

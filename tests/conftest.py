@@ -36,3 +36,32 @@ def ray_local():
 @pytest.fixture
 def storage(tmp_path, ray_local):
     return str(tmp_path / "results")
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """moto's real S3-compatible server on 127.0.0.1 (cluster/s3_server.py), with one bucket.
+    Its credentials go into this process's environment, so subprocess drivers inherit them the
+    way a user's job inherits AWS_* variables."""
+    from cluster import s3_server as s3
+
+    os.environ.update(s3.CREDENTIALS)
+    server = s3.start(log_path=str(tmp_path_factory.mktemp("moto") / "moto.log"))
+    server.create_bucket(S3_BUCKET)
+    yield server
+    server.stop()
+
+
+S3_BUCKET = "rtune-tests"
+
+
+@pytest.fixture
+def s3_storage(s3_server, tmp_path, ray_local):
+    """A storage_path URI on the S3 server, unique to the test."""
+    return s3_server.uri(S3_BUCKET, tmp_path.name)
+
+
+def experiment_path(storage_path: str, name: str) -> str:
+    """The experiment's location under a storage path or URI (a URI's query stays at the end)."""
+    base, _, query = storage_path.partition("?")
+    return f"{base.rstrip('/')}/{name}" + (f"?{query}" if query else "")

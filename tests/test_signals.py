@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import S3_BUCKET, experiment_path
 
 DRIVER = Path(__file__).parent / "drivers" / "experiment.py"
 RTUNE_CLI = Path(sys.executable).parent / "rtune"
@@ -30,6 +31,10 @@ START_TIMEOUT_S = 60.0  # Ray start and the first iterations, on a busy 2-core m
 EXIT_TIMEOUT_S = 60.0  # a drained driver writes its state, shuts its Ray down and exits
 RUN_TIMEOUT_S = 90.0  # a whole restored run
 REAP_TIMEOUT_S = 20.0
+
+
+# the stop/resume contract holds on a local path and on an object store alike
+LOCAL_AND_S3 = pytest.mark.parametrize("experiment", ["local", "s3"], indirect=True)
 
 
 def wait_until(condition, what: str, timeout: float, run: Run | None = None) -> None:
@@ -142,12 +147,12 @@ class Run:
 class Experiment:
     """One experiment's storage and progress files, and the processes run on it."""
 
-    def __init__(self, tmp_path: Path):
+    def __init__(self, tmp_path: Path, storage: str):
         self.tmp = tmp_path
-        self.storage = tmp_path / "results"
+        self.storage = storage
         self.progress = tmp_path / "progress"
         self.progress.mkdir()
-        self.path = str(self.storage / NAME)
+        self.path = experiment_path(storage, NAME)
         self.runs: list[Run] = []
 
     def launch(self, *args: str) -> Run:
@@ -196,8 +201,13 @@ class Experiment:
 
 
 @pytest.fixture
-def experiment(tmp_path):
-    exp = Experiment(tmp_path)
+def experiment(request, tmp_path):
+    """On local storage, or (parametrized indirectly with "s3") on the S3-compatible server."""
+    if getattr(request, "param", "local") == "s3":
+        storage = request.getfixturevalue("s3_server").uri(S3_BUCKET, tmp_path.name)
+    else:
+        storage = str(tmp_path / "results")
+    exp = Experiment(tmp_path, storage)
     yield exp
     exp.cleanup()
 
@@ -259,6 +269,7 @@ def stop_gracefully(experiment: Experiment, run: Run, sig: int, group: bool) -> 
     assert run.line("HANDLERS_RESTORED") is True
 
 
+@LOCAL_AND_S3
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "sig, group",
@@ -282,6 +293,7 @@ def test_stop_signal_drains_then_restore_completes(experiment, sig, group):
     assert_completed(second.results(), experiment.executions(), max_repeats=1, trials=3)
 
 
+@LOCAL_AND_S3
 @pytest.mark.slow
 def test_class_trainable_loses_nothing_on_a_graceful_stop(experiment):
     """With no periodic checkpoints at all, the drain's checkpoint at the iteration boundary is
@@ -295,6 +307,7 @@ def test_class_trainable_loses_nothing_on_a_graceful_stop(experiment):
     assert_completed(second.results(), experiment.executions(), max_repeats=0)
 
 
+@LOCAL_AND_S3
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "kill_after, whole_ray",
@@ -379,6 +392,7 @@ def test_second_sigint_stops_at_once(experiment):
     assert all(s == [1, 2, 3, 3, 4, 5] for s in experiment.executions().values())
 
 
+@LOCAL_AND_S3
 @pytest.mark.slow
 def test_rtune_resume_cli_completes_a_stopped_experiment(experiment):
     """`rtune resume <path>`, as printed by the stopped run, finishes it."""
@@ -391,15 +405,29 @@ def test_rtune_resume_cli_completes_a_stopped_experiment(experiment):
     assert_executions(experiment.executions(), max_repeats=1)
 
 
+@LOCAL_AND_S3
 @pytest.mark.slow
-def test_fit_in_a_remote_task_stops_on_sigusr1(experiment):
-    """fit() inside a `@ray.remote` task runs in a worker process that no terminal signals; SIGUSR1
-    to that worker drains the run and the task returns its results normally. The experiment then
-    resumes from an ordinary driver."""
+@pytest.mark.parametrize("how", ["SIGUSR1", "rtune stop"])
+def test_fit_in_a_remote_task_is_drained(experiment, how):
+    """fit() inside a `@ray.remote` task runs in a worker process that no terminal signals: SIGUSR1
+    to that worker, or `rtune stop <name>` from any shell on the cluster (no pid needed), drains
+    the run and the task returns its results normally. The experiment then resumes from an
+    ordinary driver."""
     first = experiment.launch("--in-task")
-    pid_file = experiment.progress / "task_pid"
     experiment.wait_for_iterations(first, STOP_AFTER)
-    os.kill(int(pid_file.read_text()), signal.SIGUSR1)
+    if how == "SIGUSR1":
+        os.kill(int((experiment.progress / "task_pid").read_text()), signal.SIGUSR1)
+    else:
+        address = (experiment.progress / "ray_address").read_text()
+        stop = subprocess.run(
+            [str(RTUNE_CLI), "stop", NAME],
+            env={**os.environ, "RAY_ADDRESS": address},
+            capture_output=True,
+            text=True,
+            timeout=EXIT_TIMEOUT_S,
+        )
+        assert stop.returncode == 0, stop.stdout + stop.stderr
+        assert f"rtune resume {experiment.path}" in stop.stdout
     first.succeed(EXIT_TIMEOUT_S)
     assert (experiment.progress / "fit_returned").exists()
     assert first.line("HANDLERS_RESTORED") is True

@@ -1,16 +1,19 @@
 """A driver process for tests/test_signals.py: an experiment the test can signal, kill and resume.
 
-    python tests/drivers/experiment.py <storage_path> <name> <progress_dir>
+    python tests/drivers/experiment.py <storage_path or URI> <name> <progress_dir>
         [--kind function|class] [--restore] [--iterations N] [--sleep S] [--trials K]
-        [--checkpoint-frequency F] [--concurrency C] [--block-at I] [--in-task]
+        [--checkpoint-frequency F] [--concurrency C] [--block-at I] [--in-task] [--join]
+        [--resources JSON]
 
 It starts its own Ray (so a `kill -9` takes down nothing but this experiment), runs K trials
 (a grid over `id`) of N iterations each, and leaves evidence the test can read without Ray:
 
 - `<progress_dir>/trial_<id>.log` gets "<id> <iteration>" when an iteration *starts* executing, so
-  the test counts re-executed iterations (lines beyond N);
+  the test counts re-executed iterations (lines beyond N); `<progress_dir>/nodes.log` gets
+  "<id> <iteration> <node ip>", so a multi-node test sees where each iteration ran;
 - `<progress_dir>/ray_session` names this Ray's session directory, so the test can find (and, after
-  a `kill -9`, reap) this Ray's processes and no other's;
+  a `kill -9`, reap) this Ray's processes and no other's; `<progress_dir>/ray_address` its GCS
+  address, for `rtune stop`;
 - `<progress_dir>/fit_returned` appears once fit() returned, `<progress_dir>/done` at a normal exit;
 - stdout gets "RESULTS <json>": {id: [status, last training_iteration, [training_iteration of each
   metrics_dataframe row]]}, and "HANDLERS_RESTORED true" when fit() left the SIGINT, SIGTERM and
@@ -20,7 +23,9 @@ It starts its own Ray (so a `kill -9` takes down nothing but this experiment), r
 in the middle of an iteration (what a graceful stop would wait for). `--in-task` runs fit() inside a
 `@ray.remote` task, which writes its pid to `<progress_dir>/task_pid` (SIGUSR1 is how a remote
 task is asked to stop). `--restore` continues the experiment with `Tuner.restore(path).fit()`,
-reading the trainable back from the experiment, as a user's resumed script would.
+reading the trainable back from the experiment, as a user's resumed script would. `--join` uses
+the cluster the process is told of (RAY_ADDRESS, as in a `ray job submit` entrypoint) instead of a
+Ray of its own.
 
 The trainables live in this script, so they are pickled by value (as `__main__`).
 """
@@ -47,6 +52,8 @@ def log_execution(config: dict, iteration: int) -> None:
     path = os.path.join(config["progress_dir"], f"trial_{config['id']}.log")
     with open(path, "a") as log:
         log.write(f"{config['id']} {iteration}\n")
+    with open(os.path.join(config["progress_dir"], "nodes.log"), "a") as log:
+        log.write(f"{config['id']} {iteration} {ray.util.get_node_ip_address()}\n")
     if iteration == config["block_at"]:
         release = os.path.join(config["progress_dir"], "release")
         deadline = time.monotonic() + BLOCK_LIMIT_S
@@ -111,11 +118,14 @@ def summarize(grid: tune.ResultGrid) -> dict:
 def run_experiment(args: argparse.Namespace) -> tuple[dict, bool]:
     watched = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
     handlers_before = [signal.getsignal(sig) for sig in watched]
-    path = os.path.join(args.storage_path, args.name)
+    base, _, query = args.storage_path.partition("?")  # a URI's query stays at the end
+    path = f"{base.rstrip('/')}/{args.name}" + (f"?{query}" if query else "")
     if args.restore:
         grid = tune.Tuner.restore(path).fit()
     else:
         trainable = Counting if args.kind == "class" else counting
+        if args.resources:
+            trainable = tune.with_resources(trainable, json.loads(args.resources))
         grid = tune.Tuner(
             trainable,
             param_space={
@@ -164,16 +174,23 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=None)
     parser.add_argument("--block-at", type=int, default=0)
     parser.add_argument("--in-task", action="store_true")
+    parser.add_argument("--join", action="store_true")
+    parser.add_argument("--resources", default=None, help="a with_resources dict, as JSON")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    ray.init(address="local", num_cpus=4, include_dashboard=False)
+    if args.join:  # a `ray job submit` entrypoint: the job's cluster (RAY_ADDRESS)
+        ray.init()
+    else:
+        ray.init(address="local", num_cpus=4, include_dashboard=False)
     # private, but nothing public names the session directory this driver's Ray runs in
     session_dir = ray._private.worker._global_node.get_session_dir_path()
     with open(os.path.join(args.progress_dir, "ray_session"), "w") as out:
         out.write(session_dir)
+    with open(os.path.join(args.progress_dir, "ray_address"), "w") as out:
+        out.write(ray.get_runtime_context().gcs_address)
     if args.in_task:
         summary, handlers_restored = ray.get(run_in_task.remote(args))
     else:
