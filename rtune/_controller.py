@@ -584,9 +584,10 @@ class Controller:
         }
 
     def _write_state(self) -> None:
+        started = time.monotonic()
         with self._lock:
             state = self._state()
-        self.state_writer.write(state)
+        self.state_writer.write(state, started)
         self._dirty = False
 
     def _status_snapshot(self) -> dict:
@@ -626,8 +627,10 @@ class Controller:
             "fatal": pack(self._fatal) if self._fatal is not None else None,
             "fatal_tb": self._fatal_tb,
             "stop_reason": self._drain_reason,
-            "state_write_s": self.state_writer.total_write_s,
-            "state_writes": self.state_writer.writes,
+            "run_stats": {
+                **self.state_writer.stats(),
+                "controller_run_s": time.monotonic() - self._started_at,
+            },
             "warnings": list(self.warnings),
             "drain_is_final": self._drain_is_final,
             "events": list(self.events),

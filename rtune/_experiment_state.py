@@ -52,16 +52,27 @@ class StateWriter:
         self.last_write = 0.0
         self.last_duration = 0.0
         self.total_write_s = 0.0
+        self.total_bytes = 0
         self.writes = 0
+
+    def stats(self) -> dict:
+        return {
+            "state_write_s": self.total_write_s,
+            "state_writes": self.writes,
+            "state_bytes": self.total_bytes,
+        }
 
     def due(self) -> bool:
         period = max(self.MIN_PERIOD_S, self.last_duration / self.MAX_SHARE)
         return time.monotonic() - self.last_write >= period
 
-    def write(self, state: dict) -> None:
-        started = time.monotonic()
+    def write(self, state: dict, started: float | None = None) -> None:
+        """`started`: when building `state` began, so its cost counts as writing time too."""
+        started = time.monotonic() if started is None else started
         record = {"format_version": FORMAT_VERSION, "seq": self.seq, **state}
-        self.storage.write_json(STATE_FILES[self.seq % 2], record)
+        data = self.storage.encode_json(record)
+        self.storage.write_atomic(STATE_FILES[self.seq % 2], data)
+        self.total_bytes += len(data)
         self.seq += 1
         self.last_write = time.monotonic()
         self.last_duration = self.last_write - started

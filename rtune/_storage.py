@@ -126,7 +126,11 @@ class Storage:
                 out.write(data)
 
     def write_json(self, relpath: str, obj: Any) -> None:
-        self.write_atomic(relpath, json.dumps(obj, default=_json_default).encode())
+        self.write_atomic(relpath, self.encode_json(obj))
+
+    @staticmethod
+    def encode_json(obj: Any) -> bytes:
+        return json.dumps(obj, default=_json_default).encode()
 
     def read_bytes(self, relpath: str) -> bytes:
         with self.filesystem.open_input_stream(self.path(relpath)) as src:

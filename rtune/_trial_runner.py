@@ -13,6 +13,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import threading
+import time
 import traceback
 from typing import Any
 
@@ -27,12 +28,16 @@ from rtune.trainable import (
     save_class_checkpoint,
 )
 
+COALESCE_S = 0.005  # how long a poll waits for more results once it has some
+COALESCE_MAX = 1000  # results per reply, at most
+
 
 class TrialRunner:
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._outbox: list[dict] = []
         self._produced = self._fetched = self._acked = 0
+        self._blocked = False  # the trial waits for acknowledgements: nothing more will come
         self._outcome: str | None = None
         self._error: str | None = None
         self._session: TrialSession | None = None
@@ -51,6 +56,7 @@ class TrialRunner:
         with self._cond:
             self._outbox, self._outcome, self._error = [], None, None
             self._produced = self._fetched = self._acked = 0
+            self._blocked = False
         trainable = self._resolve(spec.trainable_ref)
         self._session = TrialSession(spec, self._publish, self._await_turn)
         thread = threading.Thread(
@@ -60,13 +66,23 @@ class TrialRunner:
         return self.poll()
 
     def poll(self, stop_mode: str | None = None) -> dict:
-        """Acknowledge every result handed out so far, then wait for new ones."""
+        """Acknowledge every result handed out so far, then wait for new ones. While the trial is
+        still producing (not blocked on acknowledgements), wait up to COALESCE_S more, so a burst
+        of results, or a short trial's results and its end, travel in one reply."""
         with self._cond:
             self._set_stop_mode(stop_mode)
             self._acked = self._fetched
             self._cond.notify_all()
             while not self._outbox and self._outcome is None:
                 self._cond.wait()
+            deadline = time.monotonic() + COALESCE_S
+            while (
+                self._outcome is None
+                and not self._blocked
+                and len(self._outbox) < COALESCE_MAX
+                and (left := deadline - time.monotonic()) > 0
+            ):
+                self._cond.wait(left)
             batch = {"results": self._outbox, "outcome": self._outcome, "error": self._error}
             self._fetched += len(self._outbox)
             self._outbox = []
@@ -98,7 +114,10 @@ class TrialRunner:
                 self._produced - self._acked >= session.spec.ack_window
                 and session.stop_mode is None
             ):
+                self._blocked = True
+                self._cond.notify_all()
                 self._cond.wait()
+            self._blocked = False
             return session.stop_mode
 
     def _resolve(self, trainable_ref: Any) -> Any:

@@ -97,6 +97,7 @@ class Tuner:
         self._scheduler.set_search_properties(self.tune_config.metric, self.tune_config.mode)
         self._check_resources()
         self._result_grid: ResultGrid | None = None
+        self.last_run_stats: dict | None = None
         self._warned = self._events = 0
 
     def _make_searcher(self) -> Searcher:
@@ -324,6 +325,8 @@ class Tuner:
         trials = [Trial.from_state(t) for t in state["trials"]]
         grid = ResultGrid(trials, storage, self.tune_config.metric, self.tune_config.mode)
         self._result_grid = grid
+        # for benchmarks and the curious: time and bytes spent on experiment state
+        self.last_run_stats = summary["run_stats"]
         final = summary["status"]
         self._print_news(summary["events"][self._events :], summary["warnings"][self._warned :])
         if self.run_config.verbose:
