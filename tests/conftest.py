@@ -8,11 +8,18 @@ import os
 import pytest
 import ray
 
+from cluster.s3_server import CREDENTIALS as S3_CREDENTIALS
+
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 # Ray resolves 127.0.0.1 to the machine's reachable address unless told it runs single-node; tests
 # keep all traffic on loopback, so every Ray started here (and in subprocess drivers) uses it.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+# The test S3 server's credentials, in the environment before any Ray starts: Ray's workers (the
+# controller and trial actors write to storage) inherit the environment Ray started with, as on a
+# real cluster whose nodes carry the credentials. Without them, pyarrow sends unsigned, chunked
+# uploads that moto stores with their chunk framing.
+os.environ.update(S3_CREDENTIALS)
 
 
 @pytest.fixture(scope="session")
@@ -40,12 +47,9 @@ def storage(tmp_path, ray_local):
 
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory):
-    """moto's real S3-compatible server on 127.0.0.1 (cluster/s3_server.py), with one bucket.
-    Its credentials go into this process's environment, so subprocess drivers inherit them the
-    way a user's job inherits AWS_* variables."""
+    """moto's real S3-compatible server on 127.0.0.1 (cluster/s3_server.py), with one bucket."""
     from cluster import s3_server as s3
 
-    os.environ.update(s3.CREDENTIALS)
     server = s3.start(log_path=str(tmp_path_factory.mktemp("moto") / "moto.log"))
     server.create_bucket(S3_BUCKET)
     yield server
