@@ -65,6 +65,8 @@ class ExperimentSetup:
     searcher_finished: bool = False
     known_trial_dirs: set = field(default_factory=set)
     state_seq: int = 0
+    state_file: int = 0  # which of the two snapshot files the next snapshot replaces
+    restored_state_base: int | None = None  # the seq of the snapshot a restore read
     # actors per resource shape that wait for resources beyond what the cluster holds now: the
     # demand an autoscaler sees (RTUNE_MAX_PENDING_TRIALS in the driver's environment)
     pending_demand: int = 1
@@ -91,7 +93,9 @@ class Controller:
         self.searcher = setup.searcher
         self.scheduler = setup.scheduler
         self.stopper = setup.stopper
-        self.state_writer = StateWriter(setup.storage, setup.state_seq)
+        self.state_writer = StateWriter(
+            setup.storage, setup.state_seq, setup.state_file, setup.restored_state_base
+        )
         self._inflight: dict[Any, tuple[str, _Slot]] = {}
         self._idle: list[_Slot] = []
         self._starting = 0
@@ -570,12 +574,12 @@ class Controller:
 
     # ---- state and status ----
 
-    def _state(self) -> dict:
+    def _state_header(self) -> dict:
+        """The experiment-level part of the state, written with every snapshot and delta."""
         return {
             "experiment_name": self.setup.experiment_name,
             "experiment_uid": self.setup.experiment_uid,
             "timestamp": time.time(),
-            "trials": [trial.to_state() for trial in self.trials.values()],
             "searcher": pack(self.searcher.get_state()),
             "searcher_finished": self._searcher_finished,
             "scheduler": pack(self.scheduler.get_state()),
@@ -583,11 +587,15 @@ class Controller:
             "stop_reason": self._drain_reason,
         }
 
+    def _state(self) -> dict:
+        """The whole state, as the driver reads it at the end of a run."""
+        with self._lock:
+            trials = [trial.to_state() for trial in self.trials.values()]
+            return {**self._state_header(), "trials": trials}
+
     def _write_state(self) -> None:
         started = time.monotonic()
-        with self._lock:
-            state = self._state()
-        self.state_writer.write(state, started)
+        self.state_writer.write(self._state_header, self.trials.values(), self._lock, started)
         self._dirty = False
 
     def _status_snapshot(self) -> dict:
@@ -689,8 +697,10 @@ def _fits(request: ResourceRequest, available: dict[str, float]) -> int:
 
 
 def _safe_dirname(name: str) -> str:
-    cleaned = "".join(c if c.isalnum() or c in "-_.=," else "_" for c in name)[:128].strip(".")
-    return cleaned or "trial"
+    """One path component inside the experiment: ASCII only (128 bytes, under every filesystem's
+    name limit), no separators, no leading dots (so never `..`)."""
+    cleaned = "".join(c if (c.isascii() and c.isalnum()) or c in "-_.=," else "_" for c in name)
+    return cleaned[:128].strip(".") or "trial"
 
 
 def _score_metrics(result: dict, checkpoint_config: Any) -> dict:

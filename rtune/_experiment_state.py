@@ -18,6 +18,7 @@ import cloudpickle
 from rtune._storage import Storage
 
 STATE_FILES = ("experiment_state-0.json", "experiment_state-1.json")
+DELTA_PREFIX = "experiment_delta-"
 METADATA_FILE = "tuner.pkl"
 FORMAT_VERSION = 1
 
@@ -41,14 +42,37 @@ def read_metadata(storage: Storage) -> dict:
 
 
 class StateWriter:
-    """Writes the state when it changed, at a period that keeps writing under ~5% of run time."""
+    """Writes the state when it changed, at a period that keeps writing under ~5% of run time, and
+    in proportion to what changed: most writes are deltas that hold only the trials changed since
+    the last write (each trial's `changed` flag); a full snapshot is written at the start, once
+    the deltas since the last one add up to its size, and every MAX_DELTAS writes.
+
+    Snapshots alternate between two files, so a damaged newest one falls back to the previous one
+    with its own deltas; deltas older than both snapshots are deleted."""
 
     MIN_PERIOD_S = 1.0
     MAX_SHARE = 0.05
+    MAX_DELTAS = 100
 
-    def __init__(self, storage: Storage, first_seq: int = 0):
+    def __init__(
+        self,
+        storage: Storage,
+        first_seq: int = 0,
+        snapshot_file: int = 0,
+        restored_base: int | None = None,
+    ):
+        """A restored run starts after the state it read: at `first_seq`, replacing the snapshot
+        file it did not read from, and keeping the deltas of the snapshot it did
+        (`restored_base`) until both files hold newer snapshots."""
         self.storage = storage
         self.seq = first_seq
+        self.snapshot_file = snapshot_file  # where the next snapshot goes
+        self.snapshots = 0
+        self.base_seq: int | None = restored_base
+        self.previous_base: int | None = None
+        self.deltas = 0
+        self.delta_bytes = 0
+        self.snapshot_bytes = 0
         self.last_write = 0.0
         self.last_duration = 0.0
         self.total_write_s = 0.0
@@ -60,18 +84,47 @@ class StateWriter:
             "state_write_s": self.total_write_s,
             "state_writes": self.writes,
             "state_bytes": self.total_bytes,
+            "state_snapshots": self.snapshots,
         }
 
     def due(self) -> bool:
         period = max(self.MIN_PERIOD_S, self.last_duration / self.MAX_SHARE)
         return time.monotonic() - self.last_write >= period
 
-    def write(self, state: dict, started: float | None = None) -> None:
-        """`started`: when building `state` began, so its cost counts as writing time too."""
+    def write(self, header: dict, trials: list, lock: Any, started: float | None = None) -> None:
+        """Write `header` (the experiment-level fields) with every trial (a snapshot) or the
+        changed ones (a delta). `lock` guards the trials while they are read; `started`: when
+        building the state began, so its cost counts as writing time too."""
         started = time.monotonic() if started is None else started
-        record = {"format_version": FORMAT_VERSION, "seq": self.seq, **state}
-        data = self.storage.encode_json(record)
-        self.storage.write_atomic(STATE_FILES[self.seq % 2], data)
+        with lock:
+            snapshot = self._snapshot_due()
+            chosen = trials if snapshot else [trial for trial in trials if trial.changed]
+            changed = [trial for trial in trials if trial.changed] if snapshot else chosen
+            record = {
+                "format_version": FORMAT_VERSION,
+                "seq": self.seq,
+                **header(),
+                "trials": [trial.to_state() for trial in chosen],
+            }
+            for trial in changed:
+                trial.changed = False
+        if not snapshot:
+            record["base"] = self.base_seq
+        try:
+            data = self.storage.encode_json(record)
+            if snapshot:
+                self.storage.write_atomic(STATE_FILES[self.snapshot_file], data)
+            else:
+                self.storage.write_atomic(delta_name(self.base_seq, self.seq), data)
+        except BaseException:
+            for trial in changed:  # not written: they go into the next write
+                trial.changed = True
+            raise
+        if snapshot:
+            self._after_snapshot(len(data))
+        else:
+            self.deltas += 1
+            self.delta_bytes += len(data)
         self.total_bytes += len(data)
         self.seq += 1
         self.last_write = time.monotonic()
@@ -79,29 +132,103 @@ class StateWriter:
         self.total_write_s += self.last_duration
         self.writes += 1
 
+    def _snapshot_due(self) -> bool:
+        return (
+            self.snapshots < 2  # both files hold a state early, so a damaged one falls back
+            or self.deltas >= self.MAX_DELTAS
+            or self.delta_bytes >= self.snapshot_bytes
+        )
+
+    def _after_snapshot(self, size: int) -> None:
+        self.previous_base, self.base_seq = self.base_seq, self.seq
+        self.snapshot_file = 1 - self.snapshot_file
+        self.snapshots += 1
+        self.deltas = self.delta_bytes = 0
+        self.snapshot_bytes = size
+        keep = {self.base_seq, self.previous_base}
+        for info in self.storage.list_dir(""):
+            parsed = parse_delta_name(info.base_name)
+            if parsed is not None and parsed[0] not in keep:
+                try:
+                    self.storage.filesystem.delete_file(info.path)
+                except FileNotFoundError:
+                    pass
+
+
+def delta_name(base: int, seq: int) -> str:
+    return f"{DELTA_PREFIX}{base:09d}-{seq:09d}.json"
+
+
+def parse_delta_name(name: str) -> tuple[int, int] | None:
+    """(base snapshot seq, seq) of a delta file's name; None for any other name."""
+    if not (name.startswith(DELTA_PREFIX) and name.endswith(".json")):
+        return None
+    try:
+        base, seq = name[len(DELTA_PREFIX) : -len(".json")].split("-")
+        return int(base), int(seq)
+    except ValueError:
+        return None
+
 
 class DamagedState(ValueError):
     pass
 
 
 def read_state(storage: Storage) -> tuple[dict | None, list[str]]:
-    """The newest readable state (None if none was written) and what was wrong with the others."""
-    found, problems = [], []
-    for name in STATE_FILES:
+    """The newest readable state (None if none was written) and what was wrong on the way: the
+    newest valid snapshot with its deltas applied in order, up to the first missing or damaged
+    one. `snapshot_file` in the result names the file the snapshot came from."""
+    snapshots, problems = [], []
+    for index, name in enumerate(STATE_FILES):
         if not storage.exists(name):
             continue
         try:
             state = storage.read_json(name)
             if not isinstance(state, dict) or "trials" not in state:
                 raise ValueError("it holds no trial list")
-            found.append(state)
+            state["snapshot_file"] = index
+            state["snapshot_seq"] = state.get("seq", 0)
+            snapshots.append(state)
         except (ValueError, UnicodeDecodeError) as exc:
             problems.append(f"{storage.uri(name)} is damaged ({exc})")
-    if problems and not found:
+    if problems and not snapshots:
         raise DamagedState(
             "Cannot restore: every experiment state file is damaged: "
             + "; ".join(problems)
             + ". Nothing in storage was changed."
         )
-    newest = max(found, key=lambda state: state.get("seq", 0), default=None)
-    return newest, problems
+    if not snapshots:
+        return None, problems
+    newest = max(snapshots, key=lambda state: state.get("seq", 0))
+    return _apply_deltas(storage, newest, problems), problems
+
+
+def _apply_deltas(storage: Storage, snapshot: dict, problems: list[str]) -> dict:
+    deltas = {}
+    for info in storage.list_dir(""):
+        parsed = parse_delta_name(info.base_name)
+        if parsed is not None and parsed[0] == snapshot["seq"]:
+            deltas[parsed[1]] = info.base_name
+    trials = {trial["trial_id"]: trial for trial in snapshot["trials"]}
+    state = snapshot
+    expected = snapshot["seq"] + 1
+    while expected in deltas:
+        name = deltas[expected]
+        try:
+            delta = storage.read_json(name)
+            if not isinstance(delta, dict) or delta.get("seq") != expected:
+                raise ValueError("it is not the delta its name says")
+        except (ValueError, UnicodeDecodeError) as exc:
+            problems.append(f"{storage.uri(name)} is damaged ({exc}); later changes are skipped")
+            break
+        for trial in delta["trials"]:
+            trials[trial["trial_id"]] = trial
+        state = {
+            **delta,
+            "snapshot_file": snapshot["snapshot_file"],
+            "snapshot_seq": snapshot["snapshot_seq"],
+        }
+        expected += 1
+    state.pop("base", None)
+    state["trials"] = list(trials.values())
+    return state

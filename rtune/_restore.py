@@ -165,6 +165,8 @@ def prepare_restore(
     }
     return {
         "state_seq": state["seq"] + 1 if state else 0,
+        "state_file": 1 - state["snapshot_file"] if state else 0,
+        "restored_state_base": state["snapshot_seq"] if state else None,
         "storage": storage,
         "trainable": trainable,
         "param_space": param_space if param_space is not None else stored_space,

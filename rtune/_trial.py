@@ -31,6 +31,13 @@ class Trial:
     restore_from_scratch: bool = False
     stopping: bool = field(default=False, compare=False)
     encoded_config: Any = field(default=None, repr=False, compare=False)
+    # set by any assignment to a stored field: the state writer's deltas hold the changed trials
+    changed: bool = field(default=True, repr=False, compare=False)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if name not in _UNSTORED:
+            object.__setattr__(self, "changed", True)
 
     @property
     def iteration(self) -> int:
@@ -62,10 +69,9 @@ class Trial:
         )
 
 
+_UNSTORED = ("stopping", "encoded_config", "changed")
 _STATE_FIELDS = [
-    f.name
-    for f in fields(Trial)
-    if f.name not in ("config", "resources", "stopping", "encoded_config")
+    f.name for f in fields(Trial) if f.name not in ("config", "resources", *_UNSTORED)
 ]
 
 

@@ -276,6 +276,8 @@ class Tuner:
             searcher_finished=restored.get("searcher_finished", False),
             known_trial_dirs=restored.get("known_trial_dirs", set()),
             state_seq=restored.get("state_seq", 0),
+            state_file=restored.get("state_file", 0),
+            restored_state_base=restored.get("restored_state_base"),
             pending_demand=_pending_demand(),
         )
 

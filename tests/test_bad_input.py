@@ -94,3 +94,19 @@ def test_unsatisfiable_resources_warn_and_stay_pending(storage, capfd):
     ).fit()
     assert not results[0].metrics  # never started: no node has the resource
     assert "no node in the cluster can host" in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("made_up", ["../../escape", "/etc/passwd", "é" * 200, "x" * 500, ".."])
+def test_trial_directories_never_leave_the_experiment(storage, made_up):
+    """Whatever a trial_dirname_creator returns, the trial's files stay inside the experiment
+    directory, under one name every filesystem accepts."""
+    results = tune.Tuner(
+        simple,
+        tune_config=tune.TuneConfig(trial_dirname_creator=lambda trial: made_up),
+        run_config=tune.RunConfig(storage_path=storage, name="safe", verbose=0),
+    ).fit()
+    experiment = os.path.realpath(os.path.join(storage, "safe"))
+    trial_dir = os.path.realpath(results[0].path)
+    assert os.path.dirname(trial_dir) == experiment
+    assert len(os.path.basename(trial_dir).encode()) <= 255
+    assert os.listdir(os.path.dirname(experiment)) == ["safe"]
