@@ -85,7 +85,8 @@ class ResultsWriter:
         with ipc.new_file(sink, table.schema) as writer:
             writer.write_table(table)
         name = f"e{self.epoch:04d}-{first:08d}-{last:08d}.arrow"
-        self.storage.write_atomic(posixpath.join(self.dir, name), sink.getvalue().to_pybytes())
+        data = sink.getvalue().to_pybytes()
+        self.storage.write_atomic(posixpath.join(self.dir, name), data, make_parents=False)
         self.pending = []
 
 

@@ -103,7 +103,9 @@ class TrialSession:
             spec.storage, spec.trial_relpath, spec.epoch, spec.restore_iteration
         )
         if spec.epoch == 0:
-            spec.storage.write_json(posixpath.join(spec.trial_relpath, "params.json"), spec.config)
+            spec.storage.write_json(  # the writer made the trial's directory
+                posixpath.join(spec.trial_relpath, "params.json"), spec.config, make_parents=False
+            )
         self.latest_checkpoint: Checkpoint | None = None
         if spec.restore_checkpoint:
             self.latest_checkpoint = Checkpoint(

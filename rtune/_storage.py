@@ -112,11 +112,14 @@ class Storage:
     def makedirs(self, relpath: str = "") -> None:
         self.filesystem.create_dir(self.path(relpath) if relpath else self.root, recursive=True)
 
-    def write_atomic(self, relpath: str, data: bytes) -> None:
+    def write_atomic(self, relpath: str, data: bytes, make_parents: bool = True) -> None:
+        """`make_parents=False`: the caller made the directory (saves a round of stats per
+        write on the per-trial path)."""
         target = self.path(relpath)
         fs = self.filesystem
         if fs.type_name in _RENAME_FILESYSTEMS:
-            fs.create_dir(posixpath.dirname(target), recursive=True)
+            if make_parents:
+                fs.create_dir(posixpath.dirname(target), recursive=True)
             tmp = f"{target}.tmp-{uuid.uuid4().hex[:8]}"
             with fs.open_output_stream(tmp) as out:
                 out.write(data)
@@ -125,8 +128,8 @@ class Storage:
             with fs.open_output_stream(target) as out:
                 out.write(data)
 
-    def write_json(self, relpath: str, obj: Any) -> None:
-        self.write_atomic(relpath, self.encode_json(obj))
+    def write_json(self, relpath: str, obj: Any, make_parents: bool = True) -> None:
+        self.write_atomic(relpath, self.encode_json(obj), make_parents)
 
     @staticmethod
     def encode_json(obj: Any) -> bytes:

@@ -10,6 +10,7 @@ Actors are reused between trials with equal resource requests.
 
 from __future__ import annotations
 
+import queue
 import shutil
 import tempfile
 import threading
@@ -44,6 +45,8 @@ class TrialRunner:
         self._trainables: dict[str, Any] = {}
         self._parameters: dict[str, Any] = {}
         self._instance: Trainable | None = None
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
 
     def ready(self) -> dict:
         return {
@@ -59,11 +62,16 @@ class TrialRunner:
             self._blocked = False
         trainable = self._resolve(spec.trainable_ref)
         self._session = TrialSession(spec, self._publish, self._await_turn)
-        thread = threading.Thread(
-            target=self._run, args=(trainable, spec), name=f"trial-{spec.trial_id}", daemon=True
-        )
-        thread.start()
+        if self._thread is None:  # one thread runs this actor's trials, one after another
+            self._thread = threading.Thread(target=self._serve, name="rtune-trial", daemon=True)
+            self._thread.start()
+        self._jobs.put((trainable, spec))
         return self.poll()
+
+    def _serve(self) -> None:
+        while True:
+            trainable, spec = self._jobs.get()
+            self._run(trainable, spec)
 
     def poll(self, stop_mode: str | None = None) -> dict:
         """Acknowledge every result handed out so far, then wait for new ones. While the trial is
