@@ -34,7 +34,8 @@ REAP_TIMEOUT_S = 20.0
 
 
 # the stop/resume contract holds on a local path and on an object store alike
-LOCAL_AND_S3 = pytest.mark.parametrize("experiment", ["local", "s3"], indirect=True)
+# (each case runs once, on one of the two, to keep the suite's time in bounds)
+ON_S3 = pytest.mark.parametrize("experiment", ["s3"], indirect=True)
 
 
 def wait_until(condition, what: str, timeout: float, run: Run | None = None) -> None:
@@ -269,15 +270,16 @@ def stop_gracefully(experiment: Experiment, run: Run, sig: int, group: bool) -> 
     assert run.line("HANDLERS_RESTORED") is True
 
 
-@LOCAL_AND_S3
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "sig, group",
+    "sig, group, experiment",
     [
-        pytest.param(signal.SIGINT, True, id="SIGINT-to-the-process-group"),  # Ctrl+C
-        pytest.param(signal.SIGUSR1, False, id="SIGUSR1"),
-        pytest.param(signal.SIGTERM, False, id="SIGTERM"),
+        pytest.param(signal.SIGINT, True, "local", id="SIGINT-to-the-process-group"),  # Ctrl+C
+        pytest.param(signal.SIGUSR1, False, "local", id="SIGUSR1"),
+        pytest.param(signal.SIGTERM, False, "local", id="SIGTERM"),
+        pytest.param(signal.SIGTERM, False, "s3", id="SIGTERM-s3"),
     ],
+    indirect=["experiment"],
 )
 def test_stop_signal_drains_then_restore_completes(experiment, sig, group):
     """Each stop signal drains: running trials finish their iteration and pause, the trial waiting
@@ -293,7 +295,6 @@ def test_stop_signal_drains_then_restore_completes(experiment, sig, group):
     assert_completed(second.results(), experiment.executions(), max_repeats=1, trials=3)
 
 
-@LOCAL_AND_S3
 @pytest.mark.slow
 def test_class_trainable_loses_nothing_on_a_graceful_stop(experiment):
     """With no periodic checkpoints at all, the drain's checkpoint at the iteration boundary is
@@ -307,15 +308,16 @@ def test_class_trainable_loses_nothing_on_a_graceful_stop(experiment):
     assert_completed(second.results(), experiment.executions(), max_repeats=0)
 
 
-@LOCAL_AND_S3
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "kill_after, whole_ray",
+    "kill_after, whole_ray, experiment",
     [
         # a driver killed mid-run: see test_stop_then_crash_of_the_restored_run_then_restore
-        pytest.param(1, False, id="driver-in-the-first-iteration"),
-        pytest.param(4, True, id="driver-and-its-ray-mid-run"),
+        pytest.param(1, False, "local", id="driver-in-the-first-iteration"),
+        pytest.param(4, True, "local", id="driver-and-its-ray-mid-run"),
+        pytest.param(4, True, "s3", id="driver-and-its-ray-mid-run-s3"),
     ],
+    indirect=["experiment"],
 )
 def test_kill_9_then_restore(experiment, kill_after, whole_ray):
     """A driver killed with no warning leaves a restorable experiment, and each trial resumes from
@@ -392,7 +394,7 @@ def test_second_sigint_stops_at_once(experiment):
     assert all(s == [1, 2, 3, 3, 4, 5] for s in experiment.executions().values())
 
 
-@LOCAL_AND_S3
+@ON_S3
 @pytest.mark.slow
 def test_rtune_resume_cli_completes_a_stopped_experiment(experiment):
     """`rtune resume <path>`, as printed by the stopped run, finishes it."""
@@ -405,9 +407,12 @@ def test_rtune_resume_cli_completes_a_stopped_experiment(experiment):
     assert_executions(experiment.executions(), max_repeats=1)
 
 
-@LOCAL_AND_S3
 @pytest.mark.slow
-@pytest.mark.parametrize("how", ["SIGUSR1", "rtune stop"])
+@pytest.mark.parametrize(
+    "how, experiment",
+    [("SIGUSR1", "local"), ("rtune stop", "s3")],
+    indirect=["experiment"],
+)
 def test_fit_in_a_remote_task_is_drained(experiment, how):
     """fit() inside a `@ray.remote` task runs in a worker process that no terminal signals: SIGUSR1
     to that worker, or `rtune stop <name>` from any shell on the cluster (no pid needed), drains
