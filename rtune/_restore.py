@@ -24,7 +24,7 @@ import pyarrow.fs as pafs
 
 from rtune import _experiment_state as state_io
 from rtune import _trial as T
-from rtune._results_log import max_epoch
+from rtune._results_log import max_epoch, read_history
 from rtune._storage import COMMIT_MARKER, Storage
 from rtune._trial import Trial
 
@@ -97,6 +97,21 @@ def reconcile_with_storage(storage: Storage, trial: Trial) -> None:
         trial.committed_checkpoints[-1] if trial.committed_checkpoints else None
     )
     trial.epoch = max(trial.epoch, max_epoch(storage, trial.relpath))
+    newest = trial.latest_checkpoint["training_iteration"] if trial.latest_checkpoint else 0
+    if newest > trial.iteration:
+        # checkpoints the state never heard of (a driver killed while its trial actors ran on):
+        # the trial's latest result is the one that checkpoint was reported with
+        trial.last_result = _result_at(storage, trial.relpath, newest) or trial.last_result
+
+
+def _result_at(storage: Storage, trial_relpath: str, iteration: int) -> dict | None:
+    history = read_history(storage, trial_relpath)
+    if history is None:
+        return None
+    for row in history.to_pylist():
+        if row.get("training_iteration") == iteration:
+            return {key: value for key, value in row.items() if value is not None}
+    return None
 
 
 def apply_flags(trial: Trial, flags: RestoreFlags) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -441,3 +442,78 @@ def test_fit_in_a_remote_task_is_drained(experiment, how):
     second = experiment.launch("--restore")
     second.succeed(RUN_TIMEOUT_S)
     assert_completed(second.results(), experiment.executions(), max_repeats=1)
+
+
+CRASH_TRIALS, CRASH_ITERATIONS = 8, 8
+
+
+def crash_loop(experiment: Experiment, seed: int, interruptions: int) -> list[str]:
+    """Run the experiment, interrupting it up to `interruptions` times at seeded random moments
+    with kill -9 or a stop signal, restoring each time, until a run finishes. Returns what was
+    done, for failure messages (rerun with the same seed to replay)."""
+    rng = random.Random(seed)
+    done: list[str] = []
+    path = Path(experiment.path)
+    for cycle in range(interruptions + 1):
+        for stale in ("ray_session", "fit_returned", "done"):
+            (experiment.progress / stale).unlink(missing_ok=True)
+        args = ["--trials", str(CRASH_TRIALS), "--iterations", str(CRASH_ITERATIONS)]
+        args += ["--sleep", "0.25", "--concurrency", "4"]
+        run = experiment.launch(*args, *(["--restore"] if (path / "tuner.pkl").exists() else []))
+        if cycle == interruptions:
+            run.succeed(RUN_TIMEOUT_S)
+            return done
+        sig = rng.choice([signal.SIGKILL, signal.SIGINT, signal.SIGUSR1, signal.SIGTERM])
+        before = sum(map(len, experiment.executions().values()))
+
+        def moment_reached(sig=sig, before=before, run=run) -> bool:
+            if sig == signal.SIGKILL:  # any moment once Ray is up, fit() or not
+                return run.session_dir is not None
+            # stop signals mean something only while fit() runs: after an iteration started
+            return sum(map(len, experiment.executions().values())) > before
+
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not moment_reached() and run.proc.poll() is None:
+            assert time.monotonic() < deadline, f"{done}: no {sig} moment\n{run.tail()}"
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 1.5))  # a random moment, not an assertion
+        if run.proc.poll() is not None:  # it finished first
+            assert run.proc.returncode == 0, f"{done}\n{run.tail()}"
+            return done
+        done.append(f"{signal.Signals(sig).name} in cycle {cycle}")
+        run.send(sig, group=sig == signal.SIGINT)
+        rc = run.wait(EXIT_TIMEOUT_S)
+        if sig == signal.SIGKILL:
+            os.killpg(run.proc.pid, signal.SIGKILL)
+        elif not (experiment.progress / "fit_returned").exists():  # else it came after fit()
+            assert rc == 0, f"{done}: exit {rc}\n{run.tail()}"
+        reap(run.session_dir)  # no trial actor of this run outlives it into the next
+    return done
+
+
+@pytest.mark.slow
+def test_crash_loop_loses_nothing(experiment):
+    """Seeded random kill -9s and stop signals, each followed by a restore: every trial ends with
+    each iteration once in its history, and no interruption cost a trial more than the iteration
+    in flight (every iteration is checkpointed)."""
+    seed = int(os.environ.get("RTUNE_CRASH_SEED", "2026"))
+    interruptions = int(os.environ.get("RTUNE_CRASH_INTERRUPTIONS", "4"))
+    done = crash_loop(experiment, seed, interruptions)
+    print(f"crash loop, seed {seed}: {done}")
+    assert done, "the run finished before any interruption: nothing was tested"
+    final = experiment.runs[-1]
+    try:
+        final_results = final.results()
+        executions = experiment.executions()
+        assert_completed(final_results, executions, len(done), CRASH_ITERATIONS, CRASH_TRIALS)
+    except AssertionError as failure:
+        raise AssertionError(f"seed {seed}, {done}: {failure}") from failure
+
+
+@pytest.mark.skipif(not os.environ.get("RTUNE_SOAK"), reason="a soak: RTUNE_SOAK=1 to run it")
+@pytest.mark.parametrize("seed", range(10))
+def test_crash_loop_soak(experiment, seed):
+    """By hand: RTUNE_SOAK=1 pytest -k soak tests/test_signals.py (ten seeds, 12 interruptions)."""
+    done = crash_loop(experiment, seed, 12)
+    results, executions = experiment.runs[-1].results(), experiment.executions()
+    assert_completed(results, executions, len(done), CRASH_ITERATIONS, CRASH_TRIALS)
