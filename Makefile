@@ -24,7 +24,7 @@ $(MOTO_VENV)/bin/moto_server:
 # `ray job submit` tests run: in the main venv its dashboard agent would slow every embedded Ray
 JOBS_VENV ?= .venv-jobs
 export RTUNE_JOBS_VENV := $(abspath $(JOBS_VENV))
-$(JOBS_VENV)/.installed: pyproject.toml
+$(JOBS_VENV)/.installed: pyproject.toml $(VENV)/.installed
 	$(PYTHON) -m venv $(JOBS_VENV)
 	$(JOBS_VENV)/bin/python -m pip install -q --upgrade pip
 	$(JOBS_VENV)/bin/python -m pip install -q -e . "ray[default]==$$($(PY) -c 'import ray; print(ray.__version__)')"

@@ -25,7 +25,7 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 
-import ray  # noqa: E402
+from _common import start_ray  # noqa: E402
 
 
 def rtune_overhead(trials: int, iterations: int, iteration_s: float, storage: str) -> float:
@@ -87,9 +87,7 @@ def main() -> None:
     parser.add_argument("--raytune-defaults", action="store_true")
     args = parser.parse_args()
 
-    started = time.perf_counter()
-    ray.init(address="local", num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
-    print(f"ray start-up: {time.perf_counter() - started:.2f} s")
+    start_ray(args.cpus)
     storage = tempfile.mkdtemp(prefix="rtune_bench_")
     minimum = args.trials * args.iterations * args.iteration_s / args.cpus
     work = (args.trials, args.iterations, args.iteration_s, storage)

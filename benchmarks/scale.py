@@ -32,6 +32,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 
 import ray  # noqa: E402
+from _common import print_comparison, start_ray  # noqa: E402
 
 STATUS_EVERY_S = 0.5
 SAMPLE_EVERY_S = 0.1
@@ -188,18 +189,6 @@ def raytune_scale(trials: int, storage: str) -> dict:
     }
 
 
-def show(value: float | None, unit: str) -> str:
-    if value is None:
-        return "n/a"
-    if unit == "B":
-        return f"{value / 2**20:.1f} MB" if value >= 2**20 else f"{value / 2**10:.1f} kB"
-    if unit == "ms":
-        return f"{value * 1000:.0f} ms"
-    if unit == "s":
-        return f"{value:.2f} s"
-    return f"{value:,.0f}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=10000)
@@ -208,9 +197,7 @@ def main() -> None:
     parser.add_argument("--num-cpus", type=int, default=None)
     args = parser.parse_args()
 
-    started = time.perf_counter()
-    ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
-    print(f"ray start-up: {time.perf_counter() - started:.2f} s")
+    start_ray(args.num_cpus)
     storage = tempfile.mkdtemp(prefix="rtune_bench_")
     runs = [("rtune", lambda: rtune_scale(args.trials, storage))]
     if not args.skip_raytune:
@@ -225,7 +212,6 @@ def main() -> None:
         for lib, by_key in figures.items()
     }
     print(f"{args.trials} trivial trials, one report each (medians of {args.repeat})")
-    print(f"{'':38s} {'rtune':>12s} {'ray tune':>12s} {'ray tune / rtune':>17s}")
     rows = [
         ("fit() wall time", "wall s", "s"),
         ("controller peak RSS", "controller rss", "B"),
@@ -236,11 +222,7 @@ def main() -> None:
         ("driver ru_maxrss after fit()", "driver ru_maxrss", "B"),
         ("largest experiment_state file", "state file", "B"),
     ]
-    for label, key, unit in rows:
-        ours = medians["rtune"].get(key)
-        theirs = medians.get("ray tune", {}).get(key)
-        ratio = f"{theirs / ours:.2g}x" if ours and theirs is not None else "n/a"
-        print(f"{label:38s} {show(ours, unit):>12s} {show(theirs, unit):>12s} {ratio:>17s}")
+    print_comparison(rows, medians)
     controller = medians["rtune"].get("controller rss")
     worst = medians["rtune"].get("status max s")
     print(

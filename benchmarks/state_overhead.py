@@ -27,7 +27,7 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 
-import ray  # noqa: E402
+from _common import print_comparison, start_ray  # noqa: E402
 
 
 def directory_figures(experiment_dir: str) -> dict[str, float]:
@@ -89,18 +89,6 @@ def raytune_state(trials: int, iterations: int, concurrency: int, storage: str) 
     return {"wall s": wall, **directory_figures(os.path.join(storage, name))}
 
 
-def show(value: float | None, unit: str = "") -> str:
-    if value is None:
-        return "n/a"
-    if unit == "%":
-        return f"{value:.1%}"
-    if unit == "s":
-        return f"{value:.2f} s"
-    if unit == "B":
-        return f"{value / 1e6:.2f} MB" if value >= 1e6 else f"{value / 1e3:.1f} kB"
-    return f"{value:,.0f}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=1000)
@@ -111,9 +99,7 @@ def main() -> None:
     parser.add_argument("--num-cpus", type=int, default=None)
     args = parser.parse_args()
 
-    started = time.perf_counter()
-    ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
-    print(f"ray start-up: {time.perf_counter() - started:.2f} s")
+    start_ray(args.num_cpus)
     storage = tempfile.mkdtemp(prefix="rtune_bench_")
     work = (args.trials, args.iterations, args.concurrency, storage)
     runs = [("rtune", lambda: rtune_state(*work))]
@@ -132,7 +118,6 @@ def main() -> None:
         f"{args.trials} trials x {args.iterations} reports, {args.concurrency} at a time "
         f"(medians of {args.repeat})"
     )
-    print(f"{'':34s} {'rtune':>12s} {'ray tune':>12s} {'ray tune / rtune':>17s}")
     rows = [
         ("fit() wall time", "wall s", "s"),
         ("time writing experiment state", "state write share", "%"),
@@ -142,11 +127,7 @@ def main() -> None:
         ("bytes in the experiment dir", "bytes", "B"),
         ("largest experiment_state file", "largest state file", "B"),
     ]
-    for label, key, unit in rows:
-        ours = medians["rtune"].get(key)
-        theirs = medians.get("ray tune", {}).get(key)
-        ratio = f"{theirs / ours:.2g}x" if ours and theirs is not None else "n/a"
-        print(f"{label:34s} {show(ours, unit):>12s} {show(theirs, unit):>12s} {ratio:>17s}")
+    print_comparison(rows, medians)
 
 
 if __name__ == "__main__":

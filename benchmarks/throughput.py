@@ -18,6 +18,7 @@ import tempfile
 import time
 
 import ray
+from _common import start_ray
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -132,9 +133,7 @@ def main() -> None:
     parser.add_argument("--num-cpus", type=int, default=None)
     args = parser.parse_args()
 
-    started = time.perf_counter()
-    ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
-    print(f"ray start-up: {time.perf_counter() - started:.2f} s")
+    start_ray(args.num_cpus)
     storage = tempfile.mkdtemp(prefix="rtune_bench_")
     figures: dict[str, list[float]] = {}
     for _ in range(args.repeat):

@@ -35,6 +35,10 @@ from rtune.stopper import DictStopper, Stopper
 
 MAX_STARTING_ACTORS = 16
 AVAILABLE_TTL_S = 0.5
+# A trial actor's death is acted on this much later: when the whole Ray is going down (the driver
+# killed, its machine lost), the controller dies within it too, and the trial stays resumable
+# instead of being recorded as failed by a controller that outlived its actors by a moment.
+ACTOR_DEATH_GRACE_S = 1.5
 RUN_AHEAD_RESULTS = 10_000
 PREFETCH_TRIALS = 16
 
@@ -100,6 +104,7 @@ class Controller:
         self._inflight: dict[Any, tuple[str, _Slot]] = {}
         self._idle: list[_Slot] = []
         self._starting = 0
+        self._dying: list[tuple[float, Trial, str]] = []  # (when to act, trial, error)
         self._available: dict[str, float] = {}
         self._available_at = -1e9
         self._searcher_finished = setup.searcher_finished
@@ -166,7 +171,9 @@ class Controller:
             if self._drain_reason is None:
                 self._create_trials()
                 self._launch()
-            if not self._busy_slots() and (self._drain_reason is not None or self._all_done()):
+            self._act_on_actor_deaths()
+            idle = not self._busy_slots() and not self._dying
+            if idle and (self._drain_reason is not None or self._all_done()):
                 return
             self._process(self._wait())
             if self._dirty and self.state_writer.due():
@@ -184,7 +191,19 @@ class Controller:
         return ready
 
     def _all_done(self) -> bool:
-        return self._searcher_finished and not self.pending and not self._busy_slots()
+        return (
+            self._searcher_finished
+            and not self.pending
+            and not self._busy_slots()
+            and not self._dying
+        )
+
+    def _act_on_actor_deaths(self) -> None:
+        now = time.monotonic()
+        due = [entry for entry in self._dying if entry[0] <= now]
+        self._dying = [entry for entry in self._dying if entry[0] > now]
+        for _, trial, error in due:
+            self._on_trial_failed(trial, error)
 
     def _busy_slots(self) -> list[_Slot]:
         return [slot for kind, slot in self._inflight.values() if kind == "poll"]
@@ -409,7 +428,8 @@ class Controller:
             batch = ray.get(ref)
         except RayActorError as exc:
             self._kill(slot)
-            self._on_trial_failed(trial, f"The trial actor died: {exc}")
+            due = time.monotonic() + ACTOR_DEATH_GRACE_S
+            self._dying.append((due, trial, f"The trial actor died: {exc}"))
             return
         except RayError as exc:
             self._kill(slot)
@@ -541,6 +561,9 @@ class Controller:
         self._write_state()
 
     def _force_stop(self) -> None:
+        for _, trial, _ in self._dying:  # no time left to tell a lost actor from a lost Ray
+            trial.status = T.PAUSED
+        self._dying = []
         for ref, (_kind, slot) in list(self._inflight.items()):
             del self._inflight[ref]
             if slot.trial is not None:
