@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import statistics
 import time
+from collections.abc import Callable
 
 import ray
 
@@ -12,6 +14,19 @@ def start_ray(num_cpus: int | None = None) -> None:
     started = time.perf_counter()
     ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
     print(f"ray start-up: {time.perf_counter() - started:.2f} s")
+
+
+def alternate(runs: list[tuple[str, Callable[[], dict]]], repeat: int) -> dict[str, dict]:
+    """Run each library's workload in turn, `repeat` rounds; the median of each figure."""
+    figures: dict[str, dict[str, list[float]]] = {}
+    for _ in range(repeat):
+        for lib, run in runs:
+            for key, value in run().items():
+                figures.setdefault(lib, {}).setdefault(key, []).append(value)
+    return {
+        lib: {key: statistics.median(values) for key, values in by_key.items()}
+        for lib, by_key in figures.items()
+    }
 
 
 def show(value: float | None, unit: str = "") -> str:

@@ -32,7 +32,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 
 import ray  # noqa: E402
-from _common import print_comparison, start_ray  # noqa: E402
+from _common import alternate, print_comparison, start_ray  # noqa: E402
 
 STATUS_EVERY_S = 0.5
 SAMPLE_EVERY_S = 0.1
@@ -202,15 +202,7 @@ def main() -> None:
     runs = [("rtune", lambda: rtune_scale(args.trials, storage))]
     if not args.skip_raytune:
         runs.append(("ray tune", lambda: raytune_scale(args.trials, storage)))
-    figures: dict[str, dict[str, list[float]]] = {}
-    for _ in range(args.repeat):
-        for lib, run in runs:
-            for key, value in run().items():
-                figures.setdefault(lib, {}).setdefault(key, []).append(value)
-    medians = {
-        lib: {key: statistics.median(values) for key, values in by_key.items()}
-        for lib, by_key in figures.items()
-    }
+    medians = alternate(runs, args.repeat)
     print(f"{args.trials} trivial trials, one report each (medians of {args.repeat})")
     rows = [
         ("fit() wall time", "wall s", "s"),

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import tempfile
 import time
 
@@ -27,7 +26,7 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 
-from _common import print_comparison, start_ray  # noqa: E402
+from _common import alternate, print_comparison, start_ray  # noqa: E402
 
 
 def directory_figures(experiment_dir: str) -> dict[str, float]:
@@ -105,15 +104,7 @@ def main() -> None:
     runs = [("rtune", lambda: rtune_state(*work))]
     if not args.skip_raytune:
         runs.append(("ray tune", lambda: raytune_state(*work)))
-    figures: dict[str, dict[str, list[float]]] = {}
-    for _ in range(args.repeat):
-        for lib, run in runs:
-            for key, value in run().items():
-                figures.setdefault(lib, {}).setdefault(key, []).append(value)
-    medians = {
-        lib: {key: statistics.median(values) for key, values in by_key.items()}
-        for lib, by_key in figures.items()
-    }
+    medians = alternate(runs, args.repeat)
     print(
         f"{args.trials} trials x {args.iterations} reports, {args.concurrency} at a time "
         f"(medians of {args.repeat})"
