@@ -37,10 +37,10 @@ def run_driver(storage: str, mode: str, env: dict[str, str]) -> dict:
     }
 
 
-def assert_ran_on_new_nodes(run: dict) -> None:
+def assert_ran_on_new_nodes(run: dict, iterations: int = 3) -> None:
     assert run["big_nodes"], "no node with the 'big' resource joined"
-    for trial, (status, iterations, node) in run["results"].items():
-        assert (status, iterations) == ("TERMINATED", 3), trial
+    for trial, (status, last, node) in run["results"].items():
+        assert (status, last) == ("TERMINATED", iterations), trial
         assert node in run["big_nodes"], trial
 
 
@@ -64,3 +64,14 @@ def test_pending_trials_start_when_a_node_joins(tmp_path):
     run = run_driver(str(tmp_path / "results"), "grow", env)
     assert "ALL_PENDING_BEFORE_GROWING" in run["stdout"]
     assert_ran_on_new_nodes(run)
+
+
+@pytest.mark.slow
+def test_trials_pinned_to_a_lost_resource_wait_for_it(tmp_path):
+    """The only node with "big" is lost while a trial runs on it: the trial is retried, and with
+    nowhere to run it waits as PENDING (not an error) until a node with "big" joins again."""
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    env.pop("RAY_ADDRESS", None)
+    run = run_driver(str(tmp_path / "results"), "vanish", env)
+    assert "PENDING_AFTER_LOSS" in run["stdout"]
+    assert_ran_on_new_nodes(run, iterations=20)
