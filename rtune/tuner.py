@@ -203,6 +203,7 @@ class Tuner:
     # ---- fit ----
 
     def fit(self) -> ResultGrid:
+        pending_demand = _pending_demand()  # bad input fails here, before anything is written
         try:
             cloudpickle.dumps(self.trainable)
         except Exception as exc:
@@ -220,7 +221,7 @@ class Tuner:
             metadata = self._metadata()
             self._new_uid = metadata["experiment_uid"]
             state_io.write_metadata(storage, metadata)
-        setup = self._setup(storage)
+        setup = self._setup(storage, pending_demand)
         controller = RemoteController.options(
             name=name,
             namespace=CONTROLLER_NAMESPACE,
@@ -246,7 +247,7 @@ class Tuner:
             "(its controller actor is alive); stop that run before starting this one."
         )
 
-    def _setup(self, storage: Storage) -> ExperimentSetup:
+    def _setup(self, storage: Storage, pending_demand: int) -> ExperimentSetup:
         restored = self._restored or {}
         uid = restored.get("experiment_uid") or self._new_uid
         trials: list[Trial] = restored.get("trials", [])
@@ -278,7 +279,7 @@ class Tuner:
             state_seq=restored.get("state_seq", 0),
             state_file=restored.get("state_file", 0),
             restored_state_base=restored.get("restored_state_base"),
-            pending_demand=_pending_demand(),
+            pending_demand=pending_demand,
         )
 
     def _drive(self, controller: Any, storage: Storage) -> dict:
