@@ -41,6 +41,11 @@ AVAILABLE_TTL_S = 0.5
 ACTOR_DEATH_GRACE_S = 1.5
 RUN_AHEAD_RESULTS = 10_000
 PREFETCH_TRIALS = 16
+# Trials shorter than this (a running average) are handed to a busy actor before its current
+# trial ends, so the actor never waits a controller round trip between trials. Longer ones are
+# not: a trial queued behind a long one could wait while another actor sits idle.
+PIPELINE_BELOW_S = 0.1
+QUEUE_DEPTH = 4  # trials queued behind the running one, when pipelining
 
 
 @dataclass
@@ -79,12 +84,16 @@ class ExperimentSetup:
 
 @dataclass
 class _Slot:
-    """A trial actor and, while it runs one, its trial."""
+    """A trial actor and the trials handed to it: the running one first, then those queued."""
 
     actor: Any
     request: ResourceRequest
     placement_group: Any = None
-    trial: Trial | None = None
+    trials: list[Trial] = field(default_factory=list)
+
+    @property
+    def trial(self) -> Trial | None:
+        return self.trials[0] if self.trials else None
 
 
 class Controller:
@@ -101,6 +110,7 @@ class Controller:
         self.state_writer = StateWriter(
             setup.storage, setup.state_seq, setup.state_file, setup.restored_state_base
         )
+        # ref -> (kind, slot): "ready" (the actor's start-up) or "poll" (its trials' news)
         self._inflight: dict[Any, tuple[str, _Slot]] = {}
         self._idle: list[_Slot] = []
         self._starting = 0
@@ -115,6 +125,7 @@ class Controller:
         self._fatal: BaseException | None = None
         self._fatal_tb: str | None = None
         self._started_at = time.monotonic()
+        self._loop_cpu_s = 0.0
         self._dirty = True
         self._warned_requests: set[ResourceRequest] = set()
         self._lock = threading.RLock()
@@ -125,6 +136,12 @@ class Controller:
             self.stopper is not None and not isinstance(self.stopper, DictStopper)
         ) or type(self.scheduler) not in (FIFOScheduler, TrialScheduler)
         self._ack_window = 1 if decides_in_controller else RUN_AHEAD_RESULTS
+        # pipelining reorders nothing a controller-side decision could see
+        self._may_pipeline = not decides_in_controller and setup.reuse_actors
+        self._trial_seconds = PIPELINE_BELOW_S * 10  # running average of recent trials' lengths
+        # trial id -> (started at, restore_from_scratch, last_result) as they were before the
+        # start, so a trial dropped before it began (a drain reached it queued) is as it was
+        self._launches: dict[str, tuple[float, bool, dict]] = {}
 
     # ---- driver-facing API (called from other actor threads) ----
 
@@ -152,6 +169,7 @@ class Controller:
         return snapshot
 
     def run(self) -> dict:
+        cpu_at_start = time.thread_time()
         try:
             self._loop()
         except BaseException as exc:  # reported to the driver, which raises it
@@ -160,6 +178,7 @@ class Controller:
         finally:
             self._release_all_actors()
             self._write_state()
+            self._loop_cpu_s = time.thread_time() - cpu_at_start
             self._done = True
         return self._summary()
 
@@ -207,6 +226,9 @@ class Controller:
 
     def _busy_slots(self) -> list[_Slot]:
         return [slot for kind, slot in self._inflight.values() if kind == "poll"]
+
+    def _pipelining(self) -> bool:
+        return self._may_pipeline and self._trial_seconds < PIPELINE_BELOW_S
 
     def _check_stop_conditions(self) -> None:
         if self._drain_reason is not None:
@@ -291,7 +313,7 @@ class Controller:
                 self._start_actors_for(trial.resources)
                 return
             self.pending.remove(trial_id)
-            self._start_trial(slot, trial)
+            self._poll(slot, [trial])
         self._drop_unneeded_idle()
 
     def _at_concurrency_cap(self) -> bool:
@@ -348,7 +370,10 @@ class Controller:
             options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
                 pg, placement_group_bundle_index=0, placement_group_capture_child_tasks=True
             )
-        return _Slot(RemoteTrialRunner.options(**options).remote(), request, pg)
+        actor = RemoteTrialRunner.options(**options).remote(
+            self.storage, self.setup.trainable_holder
+        )
+        return _Slot(actor, request, pg)
 
     def _warn_if_unschedulable(self, request: ResourceRequest) -> None:
         if request in self._warned_requests:
@@ -361,23 +386,61 @@ class Controller:
                 "its trials stay PENDING until such a node joins (an autoscaler may add one)."
             )
 
-    def _start_trial(self, slot: _Slot, trial: Trial) -> None:
-        checkpoint = None if trial.restore_from_scratch else trial.latest_checkpoint
-        trial.epoch += 1
+    def _poll(self, slot: _Slot, new_trials: list[Trial]) -> None:
+        """The slot's next poll: acknowledgements and stop decisions for its trials, the new
+        ones, and, for short trials, more queued behind them so the actor never waits for us."""
+        if self._pipelining():
+            while len(slot.trials) + len(new_trials) <= QUEUE_DEPTH and self.pending:
+                trial_id = self.scheduler.choose_trial_to_run(self.pending)
+                if trial_id is None or self.trials[trial_id].resources != slot.request:
+                    break
+                self.pending.remove(trial_id)
+                new_trials.append(self.trials[trial_id])
+        acks = {t.trial_id: ("finish" if t.stopping else None) for t in slot.trials}
+        specs = [self._spec_for(trial) for trial in new_trials]  # before they are marked running
+        slot.trials.extend(new_trials)
+        if new_trials and slot.trials[0] is new_trials[0]:
+            self._mark_running(new_trials[0])
+        self._inflight[slot.actor.poll.remote(acks, specs)] = ("poll", slot)
+
+    def _unqueue(self, slot: _Slot) -> None:
+        """The actor is gone: trials queued on it that never began wait for another."""
+        for trial in reversed(slot.trials[1:]):
+            self._return_to_pending(trial)
+        del slot.trials[1:]
+
+    def _return_to_pending(self, trial: Trial) -> None:
+        if self._drain_is_final:
+            trial.status = T.TERMINATED
+        elif self._drain_reason is None:
+            self.pending.insert(0, trial.trial_id)
+        self._dirty = True
+
+    def _mark_running(self, trial: Trial) -> None:
+        """The slot's first trial is running now (it may have queued there until now)."""
+        self._launches[trial.trial_id] = (
+            time.monotonic(),
+            trial.restore_from_scratch,
+            trial.last_result,
+        )
+        if trial.restore_from_scratch or trial.latest_checkpoint is None:
+            trial.last_result = {}
         trial.status = T.RUNNING
         trial.restore_from_scratch = False
+        self._dirty = True
+
+    def _spec_for(self, trial: Trial) -> TrialSpec:
+        checkpoint = None if trial.restore_from_scratch else trial.latest_checkpoint
+        trial.epoch += 1
         restored_iteration = checkpoint["training_iteration"] if checkpoint else 0
-        if checkpoint is None:
-            trial.last_result = {}
-        spec = TrialSpec(
+        return TrialSpec(
             trial_id=trial.trial_id,
             trial_name=trial.trial_name,
             trial_relpath=trial.relpath,
             experiment_name=self.setup.experiment_name,
             experiment_tag=trial.experiment_tag,
             config=trial.config,
-            storage=self.storage,
-            trainable_ref=self.setup.trainable_holder[0],
+            storage=None,
             epoch=trial.epoch,
             restore_checkpoint=checkpoint["path"] if checkpoint else None,
             restore_iteration=restored_iteration,
@@ -388,9 +451,6 @@ class Controller:
             checkpoint_at_end=bool(self.setup.checkpoint_config.checkpoint_at_end),
             resources=trial.resources.total(),
         )
-        slot.trial = trial
-        self._inflight[slot.actor.start.remote(spec)] = ("poll", slot)
-        self._dirty = True
 
     def _drop_unneeded_idle(self) -> None:
         if self.pending:
@@ -422,33 +482,55 @@ class Controller:
             self._idle.append(slot)
 
     def _on_batch(self, ref: Any, slot: _Slot) -> None:
-        trial = slot.trial
-        assert trial is not None
         try:
-            batch = ray.get(ref)
-        except RayActorError as exc:
-            self._kill(slot)
-            due = time.monotonic() + ACTOR_DEATH_GRACE_S
-            self._dying.append((due, trial, f"The trial actor died: {exc}"))
-            return
+            news = ray.get(ref)
         except RayError as exc:
+            trial = slot.trial
+            assert trial is not None
+            self._launches.pop(trial.trial_id, None)
             self._kill(slot)
-            self._on_trial_failed(trial, str(exc))
+            slot.trials = []
+            if isinstance(exc, RayActorError):
+                due = time.monotonic() + ACTOR_DEATH_GRACE_S
+                self._dying.append((due, trial, f"The trial actor died: {exc}"))
+            else:
+                self._on_trial_failed(trial, str(exc))
             return
         with self._lock:
-            for result in batch["results"]:
-                self._on_result(slot, trial, result)
-        if batch["outcome"] is None:
-            stop_mode = "finish" if trial.stopping else None
-            self._inflight[slot.actor.poll.remote(stop_mode)] = ("poll", slot)
-            return
-        slot.trial = None
-        if batch["outcome"] == "error":
+            for trial in list(slot.trials):  # in the order the actor ran them
+                batch = news.get(trial.trial_id)
+                if batch is None:
+                    break
+                for result in batch["results"]:
+                    self._on_result(slot, trial, result)
+                if batch["outcome"] is None:
+                    break
+                slot.trials.remove(trial)
+                if not self._on_trial_end(slot, trial, batch["outcome"], batch["error"]):
+                    return  # the actor is gone
+                if slot.trials:
+                    self._mark_running(slot.trials[0])
+        if slot.trials:
+            self._poll(slot, [])
+        else:
+            self._release(slot)
+
+    def _on_trial_end(self, slot: _Slot, trial: Trial, outcome: str, error: str | None) -> bool:
+        """Book a trial's end; False when that cost its actor."""
+        started_at, from_scratch, last_result = self._launches.pop(trial.trial_id)
+        if outcome == "skipped":  # a drain reached it queued: as it was before
+            trial.status = T.PENDING
+            trial.restore_from_scratch, trial.last_result = from_scratch, last_result
+            self._return_to_pending(trial)
+            return True
+        self._trial_seconds = 0.8 * self._trial_seconds + 0.2 * (time.monotonic() - started_at)
+        if outcome == "error":
             self._kill(slot)
-            self._on_trial_failed(trial, batch["error"])
-            return
-        self._release(slot)
-        self._on_trial_finished(trial, batch["outcome"])
+            slot.trials = []
+            self._on_trial_failed(trial, error or "unknown error")
+            return False
+        self._on_trial_finished(trial, outcome)
+        return True
 
     def _on_result(self, slot: _Slot, trial: Trial, result: dict) -> None:
         if "_checkpoint_only" in result:
@@ -565,7 +647,7 @@ class Controller:
             trial.status = T.PAUSED
         self._dying = []
         for ref, (_kind, slot) in list(self._inflight.items()):
-            del self._inflight[ref]
+            self._inflight.pop(ref, None)
             if slot.trial is not None:
                 slot.trial.status = T.PAUSED
                 slot.trial.stopping = False
@@ -578,6 +660,7 @@ class Controller:
             self._kill(slot)
 
     def _kill(self, slot: _Slot) -> None:
+        self._unqueue(slot)
         try:
             ray.kill(slot.actor)
         except Exception:
@@ -679,6 +762,7 @@ class Controller:
             "run_stats": {
                 **self.state_writer.stats(),
                 "controller_run_s": time.monotonic() - self._started_at,
+                "controller_cpu_s": self._loop_cpu_s,
             },
             "warnings": list(self.warnings),
             "drain_is_final": self._drain_is_final,

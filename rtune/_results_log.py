@@ -51,6 +51,10 @@ def _as_text(value: Any) -> str:
 
 def rows_to_table(rows: list[dict]) -> pa.Table:
     flat_rows = [flatten(row) for row in rows]
+    try:  # Arrow's own inference, one pass over the rows (columns: the union of their keys)
+        return pa.Table.from_struct_array(pa.array(flat_rows))
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+        pass
     names: dict[str, None] = {}
     for row in flat_rows:
         names.update(dict.fromkeys(row))

@@ -9,6 +9,7 @@ interrupts, storage holds a checkpoint only together with the history that led t
 from __future__ import annotations
 
 import datetime
+import functools
 import os
 import posixpath
 import socket
@@ -42,8 +43,7 @@ class TrialSpec:
     experiment_name: str
     experiment_tag: str
     config: dict
-    storage: Storage
-    trainable_ref: Any
+    storage: Storage | None  # set by the trial actor, which holds the experiment's Storage
     epoch: int = 0
     restore_checkpoint: str | None = None
     restore_iteration: int = 0
@@ -215,7 +215,9 @@ def _lookup(result: dict, key: str) -> Any:
     return value
 
 
+@functools.cache
 def _node_ip() -> str:
+    """Asked once per process: Ray's lookup costs more than a trivial trial's whole result."""
     try:
         import ray.util
 

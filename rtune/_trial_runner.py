@@ -1,16 +1,18 @@
-"""The trial actor: runs one trial at a time in a thread, hands results over in batches.
+"""The trial actor: runs the trials handed to it one after another, reports in batches.
 
-The controller keeps one `poll()` in flight per running actor; each returns every result produced
-since the last one. The next `poll()` acknowledges them and carries the controller's decision
-(`stop_mode`). How far a trial may run ahead of acknowledgements is the spec's `ack_window`: 1 when
-a stopper or scheduler in the controller decides on results (the trial then stops at exactly the
-result they stopped it on), large when every decision is trial-local (then nothing waits).
+The controller keeps one `poll()` in flight per actor. A poll acknowledges the results fetched so
+far, carries the controller's per-trial decisions (`stop_mode`) and, for short trials, the next
+trials to queue; it returns every trial's news since the last one: results, and how a trial ended.
+So an actor running trivial trials goes straight from one to the next, and one reply can carry
+several trials' ends. How far a trial may run ahead of acknowledgements is the spec's
+`ack_window`: 1 when a stopper or scheduler in the controller decides on results (the trial then
+stops at exactly the result they stopped it on), large when every decision is trial-local.
 Actors are reused between trials with equal resource requests.
 """
 
 from __future__ import annotations
 
-import queue
+import collections
 import shutil
 import tempfile
 import threading
@@ -22,6 +24,7 @@ import ray
 
 from rtune import _session
 from rtune._session import StopTrial, TrialSession, TrialSpec
+from rtune._storage import Storage
 from rtune.trainable import (
     Trainable,
     is_class_trainable,
@@ -29,23 +32,38 @@ from rtune.trainable import (
     save_class_checkpoint,
 )
 
-COALESCE_S = 0.005  # how long a poll waits for more results once it has some
+COALESCE_S = 0.005  # how long a poll waits for more news once it has some
 COALESCE_MAX = 1000  # results per reply, at most
 
 
+class _Run:
+    """One trial handed to this actor: queued behind the one running, running, or finished
+    until the controller has fetched its end."""
+
+    def __init__(self, spec: TrialSpec, trainable: Any):
+        self.spec = spec
+        self.trainable = trainable
+        self.outbox: list[dict] = []
+        self.produced = self.fetched = self.acked = 0
+        self.blocked = False  # the trial waits for acknowledgements: nothing more will come
+        self.stop_mode: str | None = None  # set before the session exists: a queued trial
+        self.session: TrialSession | None = None
+        self.outcome: str | None = None
+        self.error: str | None = None
+
+
 class TrialRunner:
-    def __init__(self) -> None:
+    def __init__(self, storage: Storage, trainable_holder: list) -> None:
+        # the experiment's, given once: sent with every trial they cost ~20% of a trivial trial
+        self._storage = storage
+        self._trainable_ref = trainable_holder[0]
         self._cond = threading.Condition()
-        self._outbox: list[dict] = []
-        self._produced = self._fetched = self._acked = 0
-        self._blocked = False  # the trial waits for acknowledgements: nothing more will come
-        self._outcome: str | None = None
-        self._error: str | None = None
-        self._session: TrialSession | None = None
+        self._runs: dict[str, _Run] = {}  # by trial id: queued, running, or ended but unfetched
+        self._current: _Run | None = None  # the one running
         self._trainables: dict[str, Any] = {}
         self._parameters: dict[str, Any] = {}
         self._instance: Trainable | None = None
-        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._queued: collections.deque[_Run] = collections.deque()  # not begun yet
         self._thread: threading.Thread | None = None
 
     def ready(self) -> dict:
@@ -54,79 +72,112 @@ class TrialRunner:
             "node_id": ray.get_runtime_context().get_node_id(),
         }
 
-    def start(self, spec: TrialSpec) -> dict:
-        """Start a trial and return its first batch of results."""
+    def poll(self, acks: dict[str, str | None], specs: list[TrialSpec] = ()) -> dict:
+        """Acknowledge every result of the trials in `acks` fetched so far (and apply their stop
+        decisions), queue `specs`, then wait for news and return it by trial id. Once there is
+        news, wait up to COALESCE_S more while a trial is still producing, so a burst of results,
+        or a short trial's results and its end, travel in one reply."""
+        runs = [_Run(spec, self._experiment_spec(spec)) for spec in specs]
         with self._cond:
-            self._outbox, self._outcome, self._error = [], None, None
-            self._produced = self._fetched = self._acked = 0
-            self._blocked = False
-        trainable = self._resolve(spec.trainable_ref)
-        self._session = TrialSession(spec, self._publish, self._await_turn)
-        if self._thread is None:  # one thread runs this actor's trials, one after another
-            self._thread = threading.Thread(target=self._serve, name="rtune-trial", daemon=True)
-            self._thread.start()
-        self._jobs.put((trainable, spec))
-        return self.poll()
+            for trial_id, stop_mode in acks.items():
+                run = self._runs.get(trial_id)
+                if run is not None:
+                    self._set_stop_mode(run, stop_mode)
+                    run.acked = run.fetched
+            for run in runs:
+                self._runs[run.spec.trial_id] = run
+                self._queued.append(run)
+            self._cond.notify_all()
+            if runs and self._thread is None:  # one thread runs this actor's trials in turn
+                self._thread = threading.Thread(target=self._serve, name="rtune-trial", daemon=True)
+                self._thread.start()
+            while not self._has_news():
+                self._cond.wait()
+            deadline = time.monotonic() + COALESCE_S
+            while not self._reply_now() and (left := deadline - time.monotonic()) > 0:
+                self._cond.wait(left)
+            return self._take_news()
+
+    def _experiment_spec(self, spec: TrialSpec) -> Any:
+        spec.storage = self._storage
+        return self._resolve(self._trainable_ref)
+
+    def _has_news(self) -> bool:
+        return any(run.outbox or run.outcome is not None for run in self._runs.values())
+
+    def _reply_now(self) -> bool:
+        """No point waiting: the running trial waits for us, or nothing runs, or the queue is
+        nearly empty after a trial ended (the controller should send more now)."""
+        current = self._current
+        if (current is None and not self._queued) or (current and current.blocked):
+            return True
+        if sum(len(run.outbox) for run in self._runs.values()) >= COALESCE_MAX:
+            return True
+        ended = any(run.outcome is not None for run in self._runs.values())
+        return ended and len(self._queued) <= 1
+
+    def _take_news(self) -> dict:
+        news = {}
+        for trial_id, run in list(self._runs.items()):
+            if not run.outbox and run.outcome is None:
+                continue
+            news[trial_id] = {"results": run.outbox, "outcome": run.outcome, "error": run.error}
+            run.fetched += len(run.outbox)
+            run.outbox = []
+            if run.outcome is not None:
+                del self._runs[trial_id]
+        return news
 
     def _serve(self) -> None:
         while True:
-            trainable, spec = self._jobs.get()
-            self._run(trainable, spec)
-
-    def poll(self, stop_mode: str | None = None) -> dict:
-        """Acknowledge every result handed out so far, then wait for new ones. While the trial is
-        still producing (not blocked on acknowledgements), wait up to COALESCE_S more, so a burst
-        of results, or a short trial's results and its end, travel in one reply."""
-        with self._cond:
-            self._set_stop_mode(stop_mode)
-            self._acked = self._fetched
-            self._cond.notify_all()
-            while not self._outbox and self._outcome is None:
-                self._cond.wait()
-            deadline = time.monotonic() + COALESCE_S
-            while (
-                self._outcome is None
-                and not self._blocked
-                and len(self._outbox) < COALESCE_MAX
-                and (left := deadline - time.monotonic()) > 0
-            ):
-                self._cond.wait(left)
-            batch = {"results": self._outbox, "outcome": self._outcome, "error": self._error}
-            self._fetched += len(self._outbox)
-            self._outbox = []
-            return batch
+            with self._cond:
+                while not self._queued:
+                    self._cond.wait()
+                run = self._queued.popleft()
+                if run.stop_mode is not None:  # a drain reached it before it began
+                    run.outcome = "skipped"
+                    self._cond.notify_all()
+                    continue
+                self._current = run
+            self._run(run)
 
     def request_stop(self, mode: str) -> None:
         """mode 'drain': stop at the next iteration boundary and save a checkpoint there (class
-        trainables); 'finish': a stopper ended the trial."""
+        trainables); a queued trial is dropped before it begins. Applies to every trial here."""
         with self._cond:
-            self._set_stop_mode(mode)
+            for run in self._runs.values():
+                self._set_stop_mode(run, mode)
             self._cond.notify_all()
 
-    def _set_stop_mode(self, mode: str | None) -> None:
-        if mode and self._session is not None and self._session.stop_mode is None:
-            self._session.stop_mode = mode
+    @staticmethod
+    def _set_stop_mode(run: _Run, mode: str | None) -> None:
+        if mode and run.stop_mode is None:
+            run.stop_mode = mode
+            if run.session is not None:
+                run.session.stop_mode = mode
 
-    def _publish(self, result: dict) -> None:
+    def _publish(self, run: _Run, result: dict) -> None:
         with self._cond:
-            self._outbox.append(result)
-            self._produced += 1
+            run.outbox.append(result)
+            run.produced += 1
             self._cond.notify_all()
 
-    def _await_turn(self) -> str | None:
+    def _await_turn(self, run: _Run) -> str | None:
         """Block until the controller acknowledged enough results; return its stop decision."""
-        session = self._session
-        assert session is not None
         with self._cond:
-            while (
-                self._produced - self._acked >= session.spec.ack_window
-                and session.stop_mode is None
-            ):
-                self._blocked = True
+            while run.produced - run.acked >= run.spec.ack_window and run.stop_mode is None:
+                run.blocked = True
                 self._cond.notify_all()
                 self._cond.wait()
-            self._blocked = False
-            return session.stop_mode
+            run.blocked = False
+            return run.stop_mode
+
+    def _end(self, run: _Run, outcome: str, error: str | None) -> None:
+        with self._cond:
+            run.outcome, run.error = outcome, error
+            if self._current is run:
+                self._current = None
+            self._cond.notify_all()
 
     def _resolve(self, trainable_ref: Any) -> Any:
         key = trainable_ref.hex()
@@ -138,16 +189,20 @@ class TrialRunner:
             self._instance = None
         return self._trainables[key]
 
-    def _run(self, trainable: Any, spec: TrialSpec) -> None:
-        session = self._session
-        assert session is not None
-        _session.set_session(session)
-        outcome, error = "finished", None
+    def _run(self, run: _Run) -> None:
+        outcome, error, session = "finished", None, None
         try:
-            if is_class_trainable(trainable):
-                self._run_class(trainable, spec, session)
+            session = TrialSession(
+                run.spec, lambda result: self._publish(run, result), lambda: self._await_turn(run)
+            )
+            with self._cond:
+                run.session = session
+                session.stop_mode = run.stop_mode
+            _session.set_session(session)
+            if is_class_trainable(run.trainable):
+                self._run_class(run.trainable, run.spec, session)
             else:
-                self._run_function(trainable, spec, session)
+                self._run_function(run.trainable, run.spec, session)
         except StopTrial:
             outcome = "stopped"
         except BaseException:  # the user's error, reported with its traceback
@@ -155,13 +210,12 @@ class TrialRunner:
         finally:
             _session.set_session(None)
             try:
-                session.flush()
+                if session is not None:
+                    session.flush()
             except Exception:
                 if error is None:
                     outcome, error = "error", traceback.format_exc()
-            with self._cond:
-                self._outcome, self._error = outcome, error
-                self._cond.notify_all()
+            self._end(run, outcome, error)
 
     def _run_function(self, fn: Any, spec: TrialSpec, session: TrialSession) -> None:
         returned = fn(dict(spec.config), **self._parameters)
