@@ -4,6 +4,7 @@ anywhere. `import rtune as tune` runs scripts written for `ray.tune`."""
 from rtune._config import CheckpointConfig, FailureConfig, RunConfig, TuneConfig
 from rtune._resources import PlacementGroupFactory, with_resources
 from rtune._session import get_checkpoint, get_context, report
+from rtune._storage import StorageError
 from rtune.checkpoint import Checkpoint
 from rtune.control import stop_experiment
 from rtune.result_grid import Result, ResultGrid, TrialError
@@ -55,6 +56,7 @@ __all__ = [
     "RunConfig",
     "Searcher",
     "Stopper",
+    "StorageError",
     "TimeoutStopper",
     "Trainable",
     "TrialError",

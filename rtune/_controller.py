@@ -8,6 +8,7 @@ trial, asks running ones to stop at their next iteration boundary, then writes t
 
 from __future__ import annotations
 
+import os
 import posixpath
 import threading
 import time
@@ -25,7 +26,7 @@ from rtune._experiment_state import StateWriter, pack, unpack
 from rtune._resources import ResourceRequest, can_ever_fit, request_for
 from rtune._restore import reconcile_with_storage
 from rtune._session import TrialSpec
-from rtune._storage import Storage
+from rtune._storage import Storage, StorageError
 from rtune._trial import Trial
 from rtune._trial_runner import RemoteTrialRunner
 from rtune.result_grid import TrialError
@@ -177,7 +178,7 @@ class Controller:
             self._fatal_tb = traceback.format_exc()
         finally:
             self._release_all_actors()
-            self._write_state()
+            self._write_state()  # after a storage failure, a last short try
             self._loop_cpu_s = time.thread_time() - cpu_at_start
             self._done = True
         return self._summary()
@@ -524,6 +525,13 @@ class Controller:
             self._return_to_pending(trial)
             return True
         self._trial_seconds = 0.8 * self._trial_seconds + 0.2 * (time.monotonic() - started_at)
+        if outcome == "storage_error":
+            trial.status = T.PAUSED
+            self._dirty = True
+            self.events.append(f"Trial {trial.trial_name} paused: storage failed.")
+            self._release(slot)
+            self._on_storage_failure(error or "storage failed")
+            return True
         if outcome == "error":
             self._kill(slot)
             slot.trials = []
@@ -566,7 +574,10 @@ class Controller:
             trial.committed_checkpoints, self.setup.checkpoint_config
         ):
             trial.committed_checkpoints.remove(old)
-            self.storage.uncommit_and_delete(old["path"])
+            try:
+                self.storage.uncommit_and_delete(old["path"])
+            except OSError as exc:  # kept a while longer; a later restore sees it and moves on
+                self.warnings.append(f"could not delete an old checkpoint: {exc}")
 
     def _on_trial_finished(self, trial: Trial, outcome: str) -> None:
         stopped_by_drain = outcome == "stopped" and not trial.stopping
@@ -719,8 +730,25 @@ class Controller:
 
     def _write_state(self) -> None:
         started = time.monotonic()
-        self.state_writer.write(self._state_header, self.trials.values(), self._lock, started)
+        try:
+            self.state_writer.write(self._state_header, self.trials.values(), self._lock, started)
+        except StorageError as exc:  # the trials are not lost: restore reconciles with storage
+            self._on_storage_failure(str(exc))
+            return
         self._dirty = False
+
+    def _on_storage_failure(self, error: str) -> None:
+        """Storage stayed unusable through its retries: stop the run, leaving every trial
+        resumable from its last committed checkpoint, and tell the user how to go on."""
+        self.storage.retry_s = min(self.storage.retry_s, 10.0)  # the final write: a last try
+        if self._fatal is None:
+            self._fatal = StorageError(
+                f"{error}. The run stopped; its trials are resumable from their last committed "
+                f"checkpoints. Once the storage works again, resume with "
+                f"Tuner.restore({self.storage.uri()!r})."
+            )
+        if self._drain_reason is None:
+            self._begin_drain(f"storage failed: {error}")
 
     def _status_snapshot(self) -> dict:
         counts: dict[str, int] = {}
@@ -749,6 +777,7 @@ class Controller:
             "requested": requested,
             "elapsed_s": time.monotonic() - self._started_at,
             "drain_reason": self._drain_reason,
+            "controller_pid": os.getpid(),
             "scheduler": self.scheduler.debug_string(),
             "done": self._done,
         }

@@ -5,6 +5,10 @@ Guarantees owned here:
   filesystems with rename, one object PUT on object stores).
 - `commit_checkpoint`: a checkpoint directory counts only once its marker file is written, and the
   marker is written last, after every file of the checkpoint reached storage.
+- Faults: an operation that fails with an I/O error (a store unreachable or slow to answer, a full
+  disk) is retried with backoff for `retry_s` seconds (RTUNE_STORAGE_RETRY_S where the run starts,
+  default 120), then raises `StorageError`, which names the path. Every retried operation is
+  idempotent, so a retry after a half-done attempt leaves the same result as one clean attempt.
 Node-local directories are scratch; nothing durable is kept outside `Storage.root`.
 """
 
@@ -13,10 +17,12 @@ from __future__ import annotations
 import json
 import os
 import posixpath
+import time
 import urllib.parse
 import uuid
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import pyarrow.fs as pafs
 
@@ -25,6 +31,27 @@ _RENAME_FILESYSTEMS = ("local", "hdfs")
 
 
 _SECRET_QUERY_KEYS = ("access_key", "secret_key", "session_token")
+RETRY_ENV = "RTUNE_STORAGE_RETRY_S"
+DEFAULT_RETRY_S = 120.0
+_T = TypeVar("_T")
+
+
+class StorageError(OSError):
+    """Storage stayed unusable through every retry. Nothing durable was lost: what was committed
+    before stays committed, and the experiment resumes from it once the storage works."""
+
+
+def default_retry_s() -> float:
+    value = os.environ.get(RETRY_ENV, "")
+    if not value:
+        return DEFAULT_RETRY_S
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise ValueError(f"{RETRY_ENV} must be a number of seconds >= 0, got {value!r}")
+    return seconds
 
 
 def resolve_filesystem(
@@ -62,6 +89,7 @@ class Storage:
     root: str
     scheme: str = ""
     query: str = ""
+    retry_s: float = field(default_factory=default_retry_s, compare=False)
 
     @classmethod
     def at(cls, location: str | os.PathLike, filesystem: pafs.FileSystem | None = None) -> Storage:
@@ -84,7 +112,25 @@ class Storage:
         return cls(fs, fs_path.rstrip("/"), scheme, parts.query)
 
     def child(self, name: str) -> Storage:
-        return Storage(self.filesystem, self.path(name), self.scheme, self.query)
+        return Storage(self.filesystem, self.path(name), self.scheme, self.query, self.retry_s)
+
+    def _retrying(self, what: str, relpath: str, operation: Callable[[], _T]) -> _T:
+        """Run an idempotent operation, retrying I/O errors with backoff for `retry_s`."""
+        deadline = time.monotonic() + self.retry_s
+        delay = 0.1
+        while True:
+            try:
+                return operation()
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+                raise  # an answer about the data, not a fault of the store
+            except OSError as exc:
+                if time.monotonic() + delay > deadline:
+                    raise StorageError(
+                        f"Could not {what} {self.uri(relpath)} (retried for {self.retry_s:g} s): "
+                        f"{exc}"
+                    ) from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     @property
     def is_local(self) -> bool:
@@ -106,15 +152,26 @@ class Storage:
         ).uri()
 
     def exists(self, relpath: str) -> bool:
-        info = self.filesystem.get_file_info(self.path(relpath))
+        info = self._retrying(
+            "look up", relpath, lambda: self.filesystem.get_file_info(self.path(relpath))
+        )
         return info.type != pafs.FileType.NotFound
 
     def makedirs(self, relpath: str = "") -> None:
-        self.filesystem.create_dir(self.path(relpath) if relpath else self.root, recursive=True)
+        self._retrying(
+            "create the directory",
+            relpath,
+            lambda: self.filesystem.create_dir(
+                self.path(relpath) if relpath else self.root, recursive=True
+            ),
+        )
 
     def write_atomic(self, relpath: str, data: bytes, make_parents: bool = True) -> None:
         """`make_parents=False`: the caller made the directory (saves a round of stats per
         write on the per-trial path)."""
+        self._retrying("write", relpath, lambda: self._write_once(relpath, data, make_parents))
+
+    def _write_once(self, relpath: str, data: bytes, make_parents: bool) -> None:
         target = self.path(relpath)
         fs = self.filesystem
         if fs.type_name in _RENAME_FILESYSTEMS:
@@ -136,30 +193,38 @@ class Storage:
         return json.dumps(obj, default=_json_default).encode()
 
     def read_bytes(self, relpath: str) -> bytes:
-        with self.filesystem.open_input_stream(self.path(relpath)) as src:
-            return src.read()
+        def read() -> bytes:
+            with self.filesystem.open_input_stream(self.path(relpath)) as src:
+                return src.read()
+
+        return self._retrying("read", relpath, read)
 
     def read_json(self, relpath: str) -> Any:
         return json.loads(self.read_bytes(relpath))
 
     def list_dir(self, relpath: str) -> list[pafs.FileInfo]:
         selector = pafs.FileSelector(self.path(relpath), allow_not_found=True)
-        return self.filesystem.get_file_info(selector)
+        return self._retrying("list", relpath, lambda: self.filesystem.get_file_info(selector))
 
     def delete_dir(self, relpath: str) -> None:
         try:
-            self.filesystem.delete_dir(self.path(relpath))
+            self._retrying(
+                "delete", relpath, lambda: self.filesystem.delete_dir(self.path(relpath))
+            )
         except FileNotFoundError:
             pass
 
     def upload_dir(self, local_dir: str, relpath: str) -> None:
-        self.filesystem.create_dir(self.path(relpath), recursive=True)
-        pafs.copy_files(
-            local_dir,
-            self.path(relpath),
-            source_filesystem=pafs.LocalFileSystem(),
-            destination_filesystem=self.filesystem,
-        )
+        def upload() -> None:
+            self.filesystem.create_dir(self.path(relpath), recursive=True)
+            pafs.copy_files(
+                local_dir,
+                self.path(relpath),
+                source_filesystem=pafs.LocalFileSystem(),
+                destination_filesystem=self.filesystem,
+            )
+
+        self._retrying("upload a checkpoint to", relpath, upload)
 
     def download_dir(self, relpath: str, local_dir: str) -> None:
         os.makedirs(local_dir, exist_ok=True)
@@ -190,8 +255,11 @@ class Storage:
     def uncommit_and_delete(self, relpath: str) -> None:
         """Delete a checkpoint marker first, so a crash midway never leaves a half-deleted one
         that still looks committed."""
+        marker = posixpath.join(relpath, COMMIT_MARKER)
         try:
-            self.filesystem.delete_file(self.path(relpath, COMMIT_MARKER))
+            self._retrying(
+                "delete", marker, lambda: self.filesystem.delete_file(self.path(marker))
+            )
         except FileNotFoundError:
             pass
         self.delete_dir(relpath)

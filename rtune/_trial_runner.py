@@ -24,7 +24,7 @@ import ray
 
 from rtune import _session
 from rtune._session import StopTrial, TrialSession, TrialSpec
-from rtune._storage import Storage
+from rtune._storage import Storage, StorageError
 from rtune.trainable import (
     Trainable,
     is_class_trainable,
@@ -205,6 +205,8 @@ class TrialRunner:
                 self._run_function(run.trainable, run.spec, session)
         except StopTrial:
             outcome = "stopped"
+        except StorageError as exc:  # not the trial's fault: it pauses at its last checkpoint
+            outcome, error = "storage_error", str(exc)
         except BaseException:  # the user's error, reported with its traceback
             outcome, error = "error", traceback.format_exc()
         finally:
@@ -212,6 +214,9 @@ class TrialRunner:
             try:
                 if session is not None:
                     session.flush()
+            except StorageError as exc:
+                if error is None:
+                    outcome, error = "storage_error", str(exc)
             except Exception:
                 if error is None:
                     outcome, error = "error", traceback.format_exc()

@@ -15,6 +15,7 @@ from typing import Any
 
 import cloudpickle
 import ray
+from ray.exceptions import RayActorError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from rtune import _experiment_state as state_io
@@ -292,7 +293,7 @@ class Tuner:
             while True:
                 ready, _ = ray.wait([run_ref], timeout=0.1)
                 if ready:
-                    return ray.get(run_ref)
+                    return self._summary_of(run_ref, storage)
                 if len(requests.received) > forwarded:
                     forwarded = len(requests.received)
                     if requests.received.count("SIGINT") >= 3:
@@ -304,6 +305,16 @@ class Tuner:
                     if show:
                         last_print = last_poll
                     self._poll_status(controller, storage, show)
+
+    def _summary_of(self, run_ref: Any, storage: Storage) -> dict:
+        try:
+            return ray.get(run_ref)
+        except RayActorError as exc:
+            raise RuntimeError(
+                f"The rtune controller of the experiment at {storage.uri()} died ({exc}). "
+                "Trials and checkpoints committed before that are in storage: resume with "
+                f"Tuner.restore({storage.uri()!r})."
+            ) from exc
 
     def _poll_status(self, controller: Any, storage: Storage, show: bool) -> None:
         try:
