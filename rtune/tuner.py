@@ -20,7 +20,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from rtune import _experiment_state as state_io
 from rtune._config import DEFAULT_STORAGE_PATH, RunConfig, TuneConfig
-from rtune._controller import ExperimentSetup, RemoteController
+from rtune._controller import ExperimentSetup, RemoteController, first_trial_actors
 from rtune._progress import format_status
 from rtune._resources import resources_for
 from rtune._signals import forward_stop_signals
@@ -223,6 +223,7 @@ class Tuner:
             self._new_uid = metadata["experiment_uid"]
             state_io.write_metadata(storage, metadata)
         setup = self._setup(storage, pending_demand)
+        setup.first_actors = first_trial_actors(setup, self._expected_trials(setup))
         controller = RemoteController.options(
             name=name,
             namespace=CONTROLLER_NAMESPACE,
@@ -236,7 +237,19 @@ class Tuner:
             summary = self._drive(controller, storage)
         finally:
             ray.kill(controller)
+            for actor in setup.first_actors:  # the driver's own: gone with the controller too
+                ray.kill(actor)
         return self._finish(summary, storage)
+
+    def _expected_trials(self, setup: ExperimentSetup) -> int | None:
+        """How many trials are left to run, where that is known before the searcher runs."""
+        unfinished = sum(1 for t in setup.restored_trials if t.status == "PENDING")
+        if setup.searcher_finished:
+            return unfinished
+        total = getattr(self._searcher, "total_trials", None)
+        if self._restored is None and isinstance(total, int):
+            return total
+        return None
 
     def _refuse_second_writer(self, name: str, storage: Storage) -> None:
         try:
