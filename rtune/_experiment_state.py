@@ -42,7 +42,7 @@ def read_metadata(storage: Storage) -> dict:
 
 
 class StateWriter:
-    """Writes the state when it changed, at a period that keeps writing under ~5% of run time, and
+    """Writes the state when it changed, at a period that keeps writing under ~1.5% of run time, and
     in proportion to what changed: most writes are deltas that hold only the trials changed since
     the last write (each trial's `changed` flag); a full snapshot is written at the start, once
     the deltas since the last one add up to its size, and every MAX_DELTAS writes.
@@ -51,7 +51,7 @@ class StateWriter:
     with its own deltas; deltas older than both snapshots are deleted."""
 
     MIN_PERIOD_S = 1.0
-    MAX_SHARE = 0.05
+    MAX_SHARE = 0.015
     MAX_DELTAS = 100
 
     def __init__(
