@@ -7,12 +7,35 @@ mistake is reported with the field's name and never after trials have run.
 
 from __future__ import annotations
 
+import datetime
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from numbers import Integral
 from typing import Any
 
 DEFAULT_STORAGE_PATH = "~/rtune_results"
+
+
+def _is_int(value: Any) -> bool:
+    """An int and not a bool (True is an int to Python, never a count to a user)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_positive_seconds(value: Any) -> bool:
+    """A number of seconds > 0 that a clock can add: not NaN (it would never run out), not a bool,
+    not an int too large for a float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return float(value) > 0
+    except OverflowError:
+        return False
+
+
+def _is_one_of(value: Any, allowed: tuple[str, ...]) -> bool:
+    """`value in allowed` for strings only: `1 in (True, ...)` and numpy arrays never match."""
+    return isinstance(value, str) and value in allowed
 
 
 @dataclass
@@ -26,22 +49,33 @@ class CheckpointConfig:
     checkpoint_at_end: bool | None = None
 
     def validate(self) -> None:
-        if self.num_to_keep is not None and (
-            not isinstance(self.num_to_keep, int) or self.num_to_keep < 1
-        ):
+        if self.num_to_keep is not None and (not _is_int(self.num_to_keep) or self.num_to_keep < 1):
             raise ValueError(
                 "CheckpointConfig.num_to_keep must be None or an int >= 1, "
                 f"got {self.num_to_keep!r}"
             )
-        if self.checkpoint_score_order not in ("max", "min"):
+        if not _is_one_of(self.checkpoint_score_order, ("max", "min")):
             raise ValueError(
                 "CheckpointConfig.checkpoint_score_order must be 'max' or 'min', "
                 f"got {self.checkpoint_score_order!r}"
             )
-        if not isinstance(self.checkpoint_frequency, int) or self.checkpoint_frequency < 0:
+        if not _is_int(self.checkpoint_frequency) or self.checkpoint_frequency < 0:
             raise ValueError(
                 "CheckpointConfig.checkpoint_frequency must be an int >= 0, "
                 f"got {self.checkpoint_frequency!r}"
+            )
+        if self.checkpoint_score_attribute is not None and (
+            not isinstance(self.checkpoint_score_attribute, str)
+            or not self.checkpoint_score_attribute
+        ):
+            raise TypeError(
+                "CheckpointConfig.checkpoint_score_attribute must be None or a metric name, "
+                f"got {self.checkpoint_score_attribute!r}"
+            )
+        if self.checkpoint_at_end is not None and not isinstance(self.checkpoint_at_end, bool):
+            raise TypeError(
+                "CheckpointConfig.checkpoint_at_end must be None, True or False, "
+                f"got {self.checkpoint_at_end!r}"
             )
 
 
@@ -53,11 +87,11 @@ class FailureConfig:
     fail_fast: bool | str = False
 
     def validate(self) -> None:
-        if not isinstance(self.max_failures, int) or self.max_failures < -1:
+        if not _is_int(self.max_failures) or self.max_failures < -1:
             raise ValueError(
                 f"FailureConfig.max_failures must be an int >= -1, got {self.max_failures!r}"
             )
-        if self.fail_fast not in (True, False, "raise"):
+        if not isinstance(self.fail_fast, bool) and not _is_one_of(self.fail_fast, ("raise",)):
             raise ValueError(
                 f"FailureConfig.fail_fast must be True, False or 'raise', got {self.fail_fast!r}"
             )
@@ -96,6 +130,16 @@ class RunConfig:
             self.checkpoint_config = CheckpointConfig()
         if self.failure_config is None:
             self.failure_config = FailureConfig()
+        if not isinstance(self.checkpoint_config, CheckpointConfig):
+            raise TypeError(
+                "RunConfig.checkpoint_config must be a rtune.CheckpointConfig, "
+                f"got {type(self.checkpoint_config).__name__}"
+            )
+        if not isinstance(self.failure_config, FailureConfig):
+            raise TypeError(
+                "RunConfig.failure_config must be a rtune.FailureConfig, "
+                f"got {type(self.failure_config).__name__}"
+            )
         self.checkpoint_config.validate()
         self.failure_config.validate()
 
@@ -123,22 +167,47 @@ class TuneConfig:
             )
         if self.num_samples < 1 and self.num_samples != -1:
             raise ValueError(f"TuneConfig.num_samples must be >= 1, got {self.num_samples}")
-        if self.mode not in (None, "min", "max"):
+        if self.metric is not None and (not isinstance(self.metric, str) or not self.metric):
+            raise TypeError(
+                f"TuneConfig.metric must be None or a metric name (str), got {self.metric!r}"
+            )
+        if self.mode is not None and not _is_one_of(self.mode, ("min", "max")):
             raise ValueError(f"TuneConfig.mode must be 'min' or 'max', got {self.mode!r}")
         if self.mode is not None and self.metric is None:
             raise ValueError("TuneConfig.mode is set but TuneConfig.metric is not")
         if self.max_concurrent_trials is not None and (
-            not isinstance(self.max_concurrent_trials, int) or self.max_concurrent_trials < 1
+            not _is_int(self.max_concurrent_trials) or self.max_concurrent_trials < 1
         ):
             raise ValueError(
                 "TuneConfig.max_concurrent_trials must be None or an int >= 1, "
                 f"got {self.max_concurrent_trials!r}"
             )
         if self.time_budget_s is not None:
-            if hasattr(self.time_budget_s, "total_seconds"):
+            if isinstance(self.time_budget_s, datetime.timedelta):
                 self.time_budget_s = self.time_budget_s.total_seconds()
-            if not isinstance(self.time_budget_s, (int, float)) or self.time_budget_s <= 0:
+            if not _is_positive_seconds(self.time_budget_s):
                 raise ValueError(
                     "TuneConfig.time_budget_s must be a positive number, "
                     f"got {self.time_budget_s!r}"
+                )
+        if self.seed is not None and (
+            isinstance(self.seed, bool) or not isinstance(self.seed, Integral)
+        ):
+            raise TypeError(
+                f"TuneConfig.seed must be None or an int, got {type(self.seed).__name__}"
+            )
+        if self.scheduler is not None:
+            from rtune.schedulers import TrialScheduler
+
+            if not isinstance(self.scheduler, TrialScheduler):
+                raise TypeError(
+                    "TuneConfig.scheduler must be a rtune TrialScheduler, "
+                    f"got {type(self.scheduler).__name__}"
+                )
+        for name in ("trial_name_creator", "trial_dirname_creator"):
+            creator = getattr(self, name)
+            if creator is not None and not callable(creator):
+                raise TypeError(
+                    f"TuneConfig.{name} must be None or a function of the trial, "
+                    f"got {type(creator).__name__}"
                 )

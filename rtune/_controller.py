@@ -40,6 +40,9 @@ AVAILABLE_TTL_S = 0.5
 # killed, its machine lost), the controller dies within it too, and the trial stays resumable
 # instead of being recorded as failed by a controller that outlived its actors by a moment.
 ACTOR_DEATH_GRACE_S = 1.5
+# After a final drain (time budget, stop_all) trials get this long to reach their next report;
+# then their actors are killed (a trainable looping without reporting never would).
+FINAL_DRAIN_GRACE_S = 10.0
 RUN_AHEAD_RESULTS = 10_000
 PREFETCH_TRIALS = 16
 # Trials shorter than this (a running average) are handed to a busy actor before its current
@@ -125,6 +128,7 @@ class Controller:
         self._stop_reason = "stop requested"
         self._drain_reason: str | None = None
         self._drain_is_final = False
+        self._final_drain_deadline = float("inf")
         self._fatal: BaseException | None = None
         self._fatal_tb: str | None = None
         self._started_at = time.monotonic()
@@ -243,6 +247,8 @@ class Controller:
         if self._drain_reason is not None:
             if self._stop_request == "force":
                 self._force_stop()
+            elif self._drain_is_final and time.monotonic() > self._final_drain_deadline:
+                self._end_stragglers()
             return
         if self._stop_request:
             self._begin_drain(self._stop_reason)
@@ -646,6 +652,7 @@ class Controller:
         resumed by `Tuner.restore`."""
         self._drain_reason = reason
         self._drain_is_final = final
+        self._final_drain_deadline = time.monotonic() + FINAL_DRAIN_GRACE_S
         if final:
             self._searcher_finished = True
             for trial_id in self.pending:
@@ -662,6 +669,23 @@ class Controller:
                 self._starting -= 1
                 self._kill(slot)
         self._write_state()
+
+    def _end_stragglers(self) -> None:
+        """Trials that did not reach a report within the final drain's grace: their actors are
+        killed and they end as the drain ends them (TERMINATED) with the results they gave."""
+        for ref, (kind, slot) in list(self._inflight.items()):
+            if kind != "poll" or slot.trial is None:
+                continue
+            del self._inflight[ref]
+            trial = slot.trial
+            self._launches.pop(trial.trial_id, None)
+            self._kill(slot)
+            slot.trials = []
+            self.warnings.append(
+                f"trial {trial.trial_name} did not stop within {FINAL_DRAIN_GRACE_S:g} s of "
+                f"'{self._drain_reason}' (it never reached a report); its actor was killed"
+            )
+            self._on_trial_finished(trial, "stopped")
 
     def _force_stop(self) -> None:
         for _, trial, _ in self._dying:  # no time left to tell a lost actor from a lost Ray

@@ -8,8 +8,10 @@ make Ray (not rtune) do the placement and accounting.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from numbers import Real
 from typing import Any
 
 _STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
@@ -47,6 +49,16 @@ class PlacementGroupFactory:
         return f"PlacementGroupFactory({self.bundles}, strategy={self.strategy!r})"
 
 
+def _is_amount(value: Any) -> bool:
+    """A resource amount: a real number >= 0 that Ray can hold as a float (not NaN, not inf)."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        return False
+    try:
+        return math.isfinite(float(value)) and value >= 0
+    except OverflowError:
+        return False
+
+
 def _normalize_bundle(resources: Any, where: str) -> dict[str, float]:
     if not isinstance(resources, dict):
         raise TypeError(f"{where}: resources must be a dict, got {type(resources).__name__}")
@@ -54,8 +66,10 @@ def _normalize_bundle(resources: Any, where: str) -> dict[str, float]:
     for key, value in resources.items():
         if not isinstance(key, str):
             raise TypeError(f"{where}: resource names must be strings, got {key!r}")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise ValueError(f"{where}: resource {key!r} must be a number >= 0, got {value!r}")
+        if not _is_amount(value):
+            raise ValueError(
+                f"{where}: resource {key!r} must be a number >= 0 and finite, got {value!r}"
+            )
         name = key.upper() if key.lower() in ("cpu", "gpu") else key
         if value:
             bundle[name] = float(value)

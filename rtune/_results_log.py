@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import posixpath
 import re
-from typing import Any
+import sys
+from typing import Any, NamedTuple
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -43,6 +44,9 @@ def _column(values: list[Any]) -> pa.Array:
 
 
 def _as_text(value: Any) -> str:
+    """A value of a column whose rows hold several types: strings stay as they are."""
+    if isinstance(value, str):
+        return value
     try:
         return json.dumps(value, default=repr)
     except (TypeError, ValueError):
@@ -94,12 +98,61 @@ class ResultsWriter:
         self.pending = []
 
 
-def _read_segment(storage: Storage, relpath: str) -> pa.Table:
-    return ipc.open_file(pa.py_buffer(storage.read_bytes(relpath))).read_all()
+class HistoryDamage(NamedTuple):
+    """A results segment that could not be read whole: rows from `lost_from` on are missing."""
+
+    uri: str
+    lost_from: int
+    reason: str
+
+    def __str__(self) -> str:
+        return (
+            f"{self.uri} is damaged ({self.reason}); the history keeps the rows before "
+            f"training_iteration {self.lost_from}"
+        )
 
 
-def read_history(storage: Storage, trial_relpath: str) -> pa.Table | None:
-    """The trial's results, each training_iteration once, oldest first; None if none exist."""
+def _read_segment(
+    storage: Storage, relpath: str, first: int
+) -> tuple[pa.Table | None, HistoryDamage | None]:
+    """The segment's rows; for a damaged one (cut short, say), the whole record batches before
+    the damage and what was lost."""
+    data = storage.read_bytes(relpath)
+    try:
+        return ipc.open_file(pa.py_buffer(data)).read_all(), None
+    except pa.ArrowException as exc:
+        salvaged = _salvage(data)
+        lost_from = first
+        if salvaged is not None and "training_iteration" in salvaged.column_names:
+            done = pc.max(salvaged.column("training_iteration")).as_py()
+            lost_from = first if done is None else done + 1
+        return salvaged, HistoryDamage(storage.uri(relpath), lost_from, str(exc))
+
+
+def _salvage(data: bytes) -> pa.Table | None:
+    """The whole, valid record batches at the start of a damaged Arrow file (an Arrow file is
+    its 8-byte magic, then an Arrow stream, then a footer)."""
+    if not data.startswith(b"ARROW1"):
+        return None
+    batches = []
+    try:
+        reader = ipc.open_stream(pa.py_buffer(data)[8:])
+        for batch in reader:
+            batch.validate(full=True)
+            batches.append(batch)
+    except (pa.ArrowException, ValueError):
+        pass
+    return pa.Table.from_batches(batches) if batches else None
+
+
+def read_history(
+    storage: Storage, trial_relpath: str, damage: list[HistoryDamage] | None = None
+) -> pa.Table | None:
+    """The trial's results, each training_iteration once, oldest first; None if none exist.
+
+    A damaged segment gives the rows before its damage; its `HistoryDamage` is added to `damage`
+    (or, without that list, printed as a warning naming the file) unless a later epoch restarted
+    before the damage, so the lost rows were superseded anyway. Nothing is rewritten."""
     results_dir = posixpath.join(trial_relpath, RESULTS_DIR)
     starts: dict[int, int] = {}
     segments: dict[int, list[tuple[int, str]]] = {}
@@ -112,10 +165,23 @@ def read_history(storage: Storage, trial_relpath: str) -> pa.Table | None:
         elif match := _START.match(info.base_name):
             starts[int(match[1])] = int(match[2])
     kept: list[pa.Table] = []
+    found: list[HistoryDamage] = []
     for epoch in sorted(set(segments) | set(starts)):
         if epoch in starts:
             kept = [_cut_after(table, starts[epoch]) for table in kept]
-        kept.extend(_read_segment(storage, path) for _, path in sorted(segments.get(epoch, [])))
+        # rows of this epoch past a later epoch's start are cut: damage there lost nothing
+        later = [start for later_epoch, start in starts.items() if later_epoch > epoch]
+        for first, path in sorted(segments.get(epoch, [])):
+            table, problem = _read_segment(storage, path, first)
+            if table is not None:
+                kept.append(table)
+            if problem is not None and (not later or problem.lost_from <= min(later)):
+                found.append(problem)
+    if damage is not None:
+        damage.extend(found)
+    else:
+        for problem in found:
+            print(f"rtune: WARNING: {problem}", file=sys.stderr)
     kept = [table for table in kept if table.num_rows]
     if not kept:
         return None

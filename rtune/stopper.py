@@ -65,8 +65,13 @@ def _check_real(name: str, value: Any, minimum: float) -> None:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
 
 
+def _check_metric(name: str, metric: Any) -> None:
+    if not isinstance(metric, str) or not metric:
+        raise TypeError(f"{name} metric must be a metric name (str), got {metric!r}")
+
+
 def _check_mode(name: str, mode: Any, allow_none: bool) -> None:
-    if mode not in ("min", "max") and not (allow_none and mode is None):
+    if not (isinstance(mode, str) and mode in ("min", "max")) and not (allow_none and mode is None):
         raise ValueError(f"{name} mode must be 'min' or 'max', got {mode!r}")
 
 
@@ -95,6 +100,11 @@ class DictStopper(Stopper):
                 raise TypeError(
                     f"stop criterion {key!r} must be a number, "
                     f"got {type(value).__name__}: {value!r}"
+                )
+            if value != value:  # NaN; math.isnan() fails on ints too large for a float
+                raise ValueError(
+                    f"stop criterion {key!r} is NaN: no result ever reaches it, "
+                    "so the trial would never stop"
                 )
         self.criteria = dict(criteria)
 
@@ -149,6 +159,7 @@ class TrialPlateauStopper(Stopper):
         metric_threshold: float | None = None,
         mode: str | None = None,
     ) -> None:
+        _check_metric("TrialPlateauStopper", metric)
         _check_real("TrialPlateauStopper std", std, 0)
         _check_int("TrialPlateauStopper num_results", num_results, 1)
         _check_int("TrialPlateauStopper grace_period", grace_period, 0)
@@ -184,6 +195,7 @@ class ExperimentPlateauStopper(Stopper):
     def __init__(
         self, metric: str, std: float = 0.001, top: int = 10, mode: str = "min", patience: int = 0
     ) -> None:
+        _check_metric("ExperimentPlateauStopper", metric)
         _check_real("ExperimentPlateauStopper std", std, 0)
         _check_int("ExperimentPlateauStopper top", top, 1)
         _check_int("ExperimentPlateauStopper patience", patience, 0)
@@ -230,9 +242,13 @@ class TimeoutStopper(Stopper):
                 "TimeoutStopper timeout must be seconds or a timedelta, "
                 f"got {type(timeout).__name__}"
             )
-        if not timeout > 0:
+        try:
+            budget = float(timeout)
+        except OverflowError:
+            raise ValueError(f"TimeoutStopper timeout is too large, got {timeout}") from None
+        if not budget > 0:
             raise ValueError(f"TimeoutStopper timeout must be > 0, got {timeout}")
-        self._budget = float(timeout)
+        self._budget = budget
         self._clock = _clock
         self._used_before = 0.0
         self._started = _clock()

@@ -79,8 +79,8 @@ class Tuner:
         self.param_space = {} if param_space is None else param_space
         if not isinstance(self.param_space, dict):
             raise TypeError(f"param_space must be a dict, got {type(self.param_space).__name__}")
-        self.tune_config = tune_config or TuneConfig()
-        self.run_config = run_config or RunConfig()
+        self.tune_config = TuneConfig() if tune_config is None else tune_config
+        self.run_config = RunConfig() if run_config is None else run_config
         if not isinstance(self.tune_config, TuneConfig):
             raise TypeError(
                 f"tune_config must be a rtune.TuneConfig, got {type(tune_config).__name__}"

@@ -61,6 +61,29 @@ class Float(Domain):
     sd: float | None = None
     q: float | None = None
 
+    def __post_init__(self) -> None:
+        # uniform(), randn(), ... validate their arguments with their own names; this catches a
+        # Float built directly (tune.search.Float(...)) before it samples out-of-range values
+        fields = {k: v for k, v in self.__dict__.items() if v is not None}
+        call = _call("Float", **fields)
+        if self.mean is not None:
+            _check_numbers(call, mean=self.mean)
+            if self.lower is not None or self.upper is not None or self.base is not None:
+                raise ValueError(f"{call}: a normal Float (mean) takes no lower, upper or base")
+        else:
+            if self.lower is None or self.upper is None:
+                raise ValueError(f"{call}: lower and upper are required (or mean for a normal)")
+            _check_numbers(call, lower=self.lower, upper=self.upper)
+            _check_range(call, self.lower, self.upper, log=self.base is not None)
+            if self.base is not None:
+                _check_base(call, self.base)
+        for key in ("sd", "q"):
+            if fields.get(key) is not None:
+                _check_numbers(call, **{key: fields[key]})
+                _check_positive(call, **{key: fields[key]})
+        if self.q is not None and self.mean is None:
+            _check_has_multiple(call, self.lower, self.upper, self.q)
+
     def sample(self, rng: random.Random, spec: Any = None) -> float:
         if self.mean is not None:
             value = rng.gauss(self.mean, self.sd or 1.0)
@@ -85,6 +108,18 @@ class Integer(Domain):
     base: float | None = None
     q: int | None = None
 
+    def __post_init__(self) -> None:
+        fields = {k: v for k, v in self.__dict__.items() if v is not None}
+        call = _call("Integer", **fields)
+        _check_numbers(call, integer=True, lower=self.lower, upper=self.upper)
+        _check_range(call, self.lower, self.upper, log=self.base is not None)
+        if self.base is not None:
+            _check_base(call, self.base)
+        if self.q is not None:
+            _check_numbers(call, integer=True, q=self.q)
+            _check_positive(call, q=self.q)
+            _check_has_multiple(call, self.lower, self.upper - 1, self.q)
+
     def sample(self, rng: random.Random, spec: Any = None) -> int:
         last = self.upper - 1
         bounds = _multiple_bounds(self.lower, last, self.q) if self.q is not None else None
@@ -105,6 +140,12 @@ class Categorical(Domain):
 
     categories: tuple[Any, ...]
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.categories, (list, tuple)) or not self.categories:
+            raise ValueError(
+                f"Categorical(categories={self.categories!r}): categories must be a non-empty list"
+            )
+
     def sample(self, rng: random.Random, spec: Any = None) -> Any:
         return copy.deepcopy(rng.choice(self.categories))
 
@@ -114,6 +155,13 @@ class Function(Domain):
     """A value computed by a user function from the rest of the trial's config (`sample_from`)."""
 
     func: Callable[..., Any]
+
+    def __post_init__(self) -> None:
+        if not callable(self.func):
+            raise TypeError(
+                f"Function(func={self.func!r}): func must be callable, "
+                f"got {type(self.func).__name__}"
+            )
 
     def sample(self, rng: random.Random, spec: Any = None) -> Any:
         return self.func(spec) if _takes_argument(self.func) else self.func()
@@ -140,7 +188,11 @@ def _check_numbers(call: str, integer: bool = False, **values: Any) -> None:
     for key, value in values.items():
         if isinstance(value, bool) or not isinstance(value, Real):
             raise TypeError(f"{call}: {key} must be {kind}, got {type(value).__name__}")
-        if not math.isfinite(value):
+        try:
+            finite = math.isfinite(value)
+        except OverflowError:  # an int (or Fraction) beyond float range
+            raise ValueError(f"{call}: {key} is too large (it must fit in a float)") from None
+        if not finite:
             raise ValueError(f"{call}: {key} must be finite, got {value!r}")
         if integer and not (isinstance(value, Integral) or float(value).is_integer()):
             raise ValueError(f"{call}: {key} must be an integer, got {value!r}")

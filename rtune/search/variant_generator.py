@@ -69,6 +69,32 @@ def _validate_space(space: dict[str, Any], root: str) -> None:
             )
 
 
+def _copy_space(space: dict[str, Any], root: str) -> dict[str, Any]:
+    """A deep copy of `space`; a value that cannot be copied (a lock, a generator, an open file)
+    is named by its path, since each trial gets its own copy of every value."""
+    try:
+        return copy.deepcopy(space)
+    except Exception as exc:
+        path = _first_uncopyable(space)
+        raise TypeError(
+            f"{_path_str(path, root)}: this value cannot be copied into each trial's config "
+            f"({type(exc).__name__}: {exc}); pass such objects with tune.with_parameters"
+        ) from exc
+
+
+def _first_uncopyable(obj: Any, path: Path = ()) -> Path:
+    """The path of the innermost dict/list entry whose deep copy fails."""
+    children = (
+        obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
+    )
+    for key, child in children:
+        try:
+            copy.deepcopy(child)
+        except Exception:
+            return _first_uncopyable(child, (*path, key))
+    return path
+
+
 def _merge(space: Any, point: Any) -> Any:
     """`point` over `space`: nested dicts are merged key by key, any other value replaces."""
     if not (isinstance(space, dict) and isinstance(point, dict)) or _is_grid(space):
@@ -191,7 +217,10 @@ class BasicVariantGenerator(Searcher):
         self._num_samples = int(num_samples)
         self._max_concurrent = int(max_concurrent)
         self._seed = int(seed) if seed is not None else random.SystemRandom().getrandbits(63)
-        self._points = copy.deepcopy(list(points_to_evaluate or []))
+        self._points = [
+            _copy_space(point, f"points_to_evaluate[{index}]")
+            for index, point in enumerate(points_to_evaluate or [])
+        ]
         self._space_given = param_space is not None
         self._set_space({} if param_space is None else param_space)
         self._next_index = 0
@@ -203,7 +232,7 @@ class BasicVariantGenerator(Searcher):
         if _is_grid(param_space):
             raise ValueError("param_space must be a dict of parameters, not itself a grid_search")
         _validate_space(param_space, "param_space")
-        self._param_space = copy.deepcopy(param_space)
+        self._param_space = _copy_space(param_space, "param_space")
         self._point_spaces = [_merge(self._param_space, point) for point in self._points]
         for index, space in enumerate(self._point_spaces):
             _validate_space(space, f"points_to_evaluate[{index}]")
