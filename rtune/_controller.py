@@ -110,6 +110,7 @@ class Controller:
         self.pending: list[str] = [
             t.trial_id for t in setup.restored_trials if t.status == T.PENDING
         ]
+        self._relpaths = {t.relpath for t in setup.restored_trials}  # one directory per trial
         self.searcher = setup.searcher
         self.scheduler = setup.scheduler
         self.stopper = setup.stopper
@@ -296,9 +297,13 @@ class Controller:
             resources=self._request_for(config),
         )
         trial.trial_name = self._custom_name(trial, self.setup.trial_name_creator, trial.trial_name)
-        trial.relpath = _safe_dirname(
+        relpath = _safe_dirname(
             self._custom_name(trial, self.setup.trial_dirname_creator, trial.trial_name)
         )
+        if relpath in self._relpaths:  # a dirname creator gave two trials one name
+            relpath = _safe_dirname(f"{relpath[:100]}_{trial_id}")
+        trial.relpath = relpath
+        self._relpaths.add(relpath)
         if trial.relpath in self.setup.known_trial_dirs:
             reconcile_with_storage(self.storage, trial)  # created after the last state write
         self.trials[trial_id] = trial

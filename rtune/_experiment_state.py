@@ -10,6 +10,7 @@ the user's code.
 from __future__ import annotations
 
 import base64
+import posixpath
 import time
 from typing import Any
 
@@ -174,6 +175,85 @@ class DamagedState(ValueError):
     pass
 
 
+# the fields of a stored trial (Trial.to_state) and the types each may hold; `config` is anything
+_TRIAL_FIELDS: dict[str, tuple[type, ...]] = {
+    "trial_id": (str,),
+    "index": (int,),
+    "trial_name": (str,),
+    "relpath": (str,),
+    "config": (object,),
+    "experiment_tag": (str,),
+    "resources": (dict,),
+    "status": (str,),
+    "last_result": (dict,),
+    "committed_checkpoints": (list,),
+    "latest_checkpoint": (dict, type(None)),
+    "num_failures": (int,),
+    "error": (str, type(None)),
+    "epoch": (int,),
+    "restore_from_scratch": (bool,),
+}
+_REQUIRED_TRIAL_FIELDS = ("trial_id", "index", "trial_name", "relpath", "config", "resources")
+_PACKED_FIELDS = ("searcher", "scheduler", "stopper")
+
+
+def check_record(record: Any) -> None:
+    """Raise ValueError, saying what is wrong, unless `record` is a state snapshot or delta as
+    the writer writes them: a hand edit or a faulty store can leave valid JSON of the wrong shape,
+    which must count as damage (and fall back) rather than fail deep inside a restore."""
+    if not isinstance(record, dict):
+        raise ValueError(f"it holds a JSON {type(record).__name__}, not an object")
+    if not isinstance(record.get("seq"), int):
+        raise ValueError(f"its 'seq' is {record.get('seq')!r}, not a whole number")
+    for name in _PACKED_FIELDS:
+        if name in record and not isinstance(record[name], str):
+            raise ValueError(f"its {name!r} is {record[name]!r}, not a packed object")
+    trials = record.get("trials")
+    if not isinstance(trials, list):
+        raise ValueError(f"its 'trials' is {type(trials).__name__}, not a list")
+    for position, trial in enumerate(trials):
+        _check_trial(trial, position)
+
+
+def _check_trial(trial: Any, position: int) -> None:
+    from rtune._trial import ERROR, PENDING, TERMINATED, UNFINISHED
+
+    if not isinstance(trial, dict):
+        raise ValueError(f"trial #{position} is a JSON {type(trial).__name__}, not an object")
+    where = f"trial {trial.get('trial_id', f'#{position}')!r}"
+    missing = [name for name in _REQUIRED_TRIAL_FIELDS if name not in trial]
+    unknown = sorted(set(trial) - set(_TRIAL_FIELDS))
+    if missing or unknown:
+        raise ValueError(f"{where} lacks fields {missing} or has unknown ones {unknown}")
+    for name, value in trial.items():
+        types = _TRIAL_FIELDS[name]
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            raise ValueError(f"{where}: its {name!r} is {value!r}")
+    statuses = (*UNFINISHED, TERMINATED, ERROR)
+    if trial.get("status", PENDING) not in statuses:
+        raise ValueError(f"{where}: its 'status' is {trial['status']!r}, not one of {statuses}")
+    relpath = trial["relpath"]
+    # a trial's directory is one name inside the experiment: an edited state never sends a
+    # restore to read or write anywhere else
+    if not relpath or "/" in relpath or "\\" in relpath or relpath.startswith("."):
+        raise ValueError(f"{where}: its 'relpath' {relpath!r} is not a directory name")
+    checkpoints = list(trial.get("committed_checkpoints", []))
+    if trial.get("latest_checkpoint") is not None:
+        checkpoints.append(trial["latest_checkpoint"])
+    for entry in checkpoints:
+        path = entry.get("path") if isinstance(entry, dict) else None
+        if not (
+            isinstance(path, str)
+            and posixpath.dirname(path) == relpath
+            and posixpath.basename(path).startswith("checkpoint_")
+            and isinstance(entry.get("training_iteration"), int)
+        ):
+            raise ValueError(f"{where}: a checkpoint entry {entry!r} is not one of its own")
+    bundles = trial["resources"].get("bundles")
+    if not isinstance(bundles, list) or not isinstance(trial["resources"].get("strategy"), str):
+        raise ValueError(f"{where}: its 'resources' is {trial['resources']!r}")
+
+
 def read_state(storage: Storage) -> tuple[dict | None, list[str]]:
     """The newest readable state (None if none was written) and what was wrong on the way: the
     newest valid snapshot with its deltas applied in order, up to the first missing or damaged
@@ -184,8 +264,7 @@ def read_state(storage: Storage) -> tuple[dict | None, list[str]]:
             continue
         try:
             state = storage.read_json(name)
-            if not isinstance(state, dict) or "trials" not in state:
-                raise ValueError("it holds no trial list")
+            check_record(state)
             state["snapshot_file"] = index
             state["snapshot_seq"] = state.get("seq", 0)
             snapshots.append(state)
@@ -216,7 +295,8 @@ def _apply_deltas(storage: Storage, snapshot: dict, problems: list[str]) -> dict
         name = deltas[expected]
         try:
             delta = storage.read_json(name)
-            if not isinstance(delta, dict) or delta.get("seq") != expected:
+            check_record(delta)
+            if delta["seq"] != expected:
                 raise ValueError("it is not the delta its name says")
         except (ValueError, UnicodeDecodeError) as exc:
             problems.append(f"{storage.uri(name)} is damaged ({exc}); later changes are skipped")

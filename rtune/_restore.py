@@ -24,7 +24,7 @@ import pyarrow.fs as pafs
 
 from rtune import _experiment_state as state_io
 from rtune import _trial as T
-from rtune._results_log import max_epoch, read_history
+from rtune._results_log import HistoryDamage, max_epoch, read_history
 from rtune._storage import COMMIT_MARKER, Storage
 from rtune._trial import Trial
 
@@ -72,6 +72,10 @@ def read_state(storage: Storage) -> dict | None:
     return state
 
 
+def _warn(message: str) -> None:
+    print(f"rtune: WARNING: {message}", file=sys.stderr)
+
+
 def reconcile_with_storage(storage: Storage, trial: Trial) -> None:
     """Bring a trial's checkpoint pointer and epoch up to what storage holds."""
     committed = storage.committed_checkpoints(trial.relpath)
@@ -89,23 +93,33 @@ def reconcile_with_storage(storage: Storage, trial: Trial) -> None:
             }
         )
     present = {relpath for _, relpath in committed}
-    trial.committed_checkpoints = sorted(
+    checkpoints = sorted(
         (e for e in trial.committed_checkpoints if e["path"] in present),
         key=lambda e: e["training_iteration"],
     )
-    trial.latest_checkpoint = (
-        trial.committed_checkpoints[-1] if trial.committed_checkpoints else None
-    )
+    damage: list[HistoryDamage] = []
+    history = read_history(storage, trial.relpath, damage)
+    if damage:
+        # results the history lost are recorded again: resume from a checkpoint before them
+        lost_from = min(problem.lost_from for problem in damage)
+        checkpoints = [e for e in checkpoints if e["training_iteration"] < lost_from]
+        resume_at = checkpoints[-1]["training_iteration"] if checkpoints else 0
+        for problem in damage:
+            _warn(
+                f"trial {trial.trial_name}: {problem}; it resumes from iteration {resume_at} to "
+                "record the lost results again"
+            )
+    trial.committed_checkpoints = checkpoints
+    trial.latest_checkpoint = checkpoints[-1] if checkpoints else None
     trial.epoch = max(trial.epoch, max_epoch(storage, trial.relpath))
     newest = trial.latest_checkpoint["training_iteration"] if trial.latest_checkpoint else 0
     if newest > trial.iteration:
         # checkpoints the state never heard of (a driver killed while its trial actors ran on):
         # the trial's latest result is the one that checkpoint was reported with
-        trial.last_result = _result_at(storage, trial.relpath, newest) or trial.last_result
+        trial.last_result = _result_at(history, newest) or trial.last_result
 
 
-def _result_at(storage: Storage, trial_relpath: str, iteration: int) -> dict | None:
-    history = read_history(storage, trial_relpath)
+def _result_at(history: Any, iteration: int) -> dict | None:
     if history is None:
         return None
     for row in history.to_pylist():
@@ -131,7 +145,19 @@ def restore_trials(
 ) -> list[Trial]:
     trials = [Trial.from_state(t) for t in (state or {}).get("trials", [])]
     for trial in trials:
-        if trial.status != T.TERMINATED and trial.relpath in trial_dirs:
+        # a trial that reported had its directory (made before its first result)
+        started = bool(trial.last_result or trial.committed_checkpoints)
+        if trial.relpath not in trial_dirs and started:
+            gone = "its results and checkpoints are lost"
+            if trial.status == T.TERMINATED:
+                _warn(f"trial {trial.trial_name}: {storage.uri(trial.relpath)} is missing; {gone}")
+            else:
+                _warn(
+                    f"trial {trial.trial_name}: {storage.uri(trial.relpath)} is missing; {gone}, "
+                    "so it starts again from scratch if it runs again"
+                )
+                trial.committed_checkpoints, trial.latest_checkpoint = [], None
+        elif trial.status != T.TERMINATED and trial.relpath in trial_dirs:
             reconcile_with_storage(storage, trial)
         apply_flags(trial, flags)
     return trials
@@ -175,6 +201,8 @@ def prepare_restore(
     run_config.storage_filesystem = filesystem
     run_config.storage_path = storage.parent_uri()
     state = read_state(storage)
+    if state is not None:
+        _check_unpacks(storage, state)
     trial_dirs = {
         info.base_name for info in storage.list_dir("") if info.type == pafs.FileType.Directory
     }
@@ -196,6 +224,19 @@ def prepare_restore(
     }
 
 
+def _check_unpacks(storage: Storage, state: dict) -> None:
+    """The searcher, scheduler and stopper in the state load, or a clear error naming where."""
+    for name in ("searcher", "scheduler", "stopper"):
+        try:
+            state_io.unpack(state[name])
+        except Exception as exc:
+            source = storage.uri(state_io.STATE_FILES[state["snapshot_file"]])
+            raise ValueError(
+                f"Cannot restore {storage.uri()}: the {name} in its experiment state ({source} "
+                f"and the deltas after it) cannot be loaded: {type(exc).__name__}: {exc}"
+            ) from exc
+
+
 def _refreshed(trials: list[Trial], param_space: dict | None) -> list[Trial]:
     """Trials whose configs hold object references get the fresh ones from `param_space`."""
     if param_space is not None:
@@ -215,7 +256,6 @@ def refresh_refs(config: Any, space: Any) -> Any:
     if isinstance(config, list) and isinstance(space, list) and len(config) == len(space):
         return [refresh_refs(value, new) for value, new in zip(config, space)]
     return config
-
 
 
 def check_same_space(stored: Any, given: Any, where: str = "param_space") -> None:
