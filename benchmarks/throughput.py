@@ -145,6 +145,7 @@ def main() -> None:
     parser.add_argument("--results", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--skip-raytune", action="store_true")
+    parser.add_argument("--warmup", type=int, default=1, help="uncounted rounds first (0: none)")
     parser.add_argument("--num-cpus", type=int, default=None)
     args = parser.parse_args()
 
@@ -164,8 +165,8 @@ def main() -> None:
             runs.append(("results/s ray tune", lambda: raytune_results(results, storage)))
         return runs
 
-    for _, run in rounds(min(args.trials, 100), min(args.results, 200)):  # warm-up, not counted
-        run()
+    for _, run in rounds(min(args.trials, 100), min(args.results, 200)) * args.warmup:
+        run()  # warm-up, not counted
     for _ in range(args.repeat):
         for name, run in rounds(args.trials, args.results):
             figure = run()

@@ -14,7 +14,10 @@ pytestmark = pytest.mark.slow
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 RUNS = {
-    "throughput.py": (["--trials", "20", "--results", "50", "--repeat", "1"], "trials/s rtune"),
+    "throughput.py": (
+        ["--trials", "20", "--results", "50", "--repeat", "1", "--warmup", "0"],
+        "trials/s rtune",
+    ),
     "stop_latency.py": (["--repeat", "1", "--iteration-s", "0.05"], "SIGINT->fit() returned"),
     "overhead.py": (
         ["--trials", "4", "--iterations", "2", "--iteration-s", "0.05"],

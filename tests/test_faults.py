@@ -203,10 +203,10 @@ def test_storage_down_for_a_while_then_back(proxied_s3, s3_server, tmp_path):
 
 def test_slow_storage(proxied_s3):
     proxy, uri = proxied_s3
-    proxy.slow(0.05)
+    proxy.slow(0.02)
     results = tune.Tuner(
         steady,
-        param_space={"id": tune.grid_search([0, 1]), "kb": 256},
+        param_space={"id": tune.grid_search([0, 1]), "kb": 64, "sleep": 0.05},
         run_config=tune.RunConfig(storage_path=uri, name="slow", verbose=0),
     ).fit()
     assert_complete_and_intact(results)
@@ -222,7 +222,7 @@ def test_storage_down_too_long_stops_with_a_clear_error(
     )
     tuner = tune.Tuner(
         steady,
-        param_space={"id": tune.grid_search([0, 1])},
+        param_space={"id": tune.grid_search([0, 1]), "sleep": 0.1},
         run_config=tune.RunConfig(storage_path=uri, name="long_outage", verbose=0),
     )
     with pytest.raises(tune.StorageError, match="long_outage") as info:

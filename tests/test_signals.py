@@ -277,7 +277,6 @@ def stop_gracefully(experiment: Experiment, run: Run, sig: int, group: bool) -> 
     [
         pytest.param(signal.SIGINT, True, "local", id="SIGINT-to-the-process-group"),  # Ctrl+C
         pytest.param(signal.SIGUSR1, False, "local", id="SIGUSR1"),
-        pytest.param(signal.SIGTERM, False, "local", id="SIGTERM"),
         pytest.param(signal.SIGTERM, False, "s3", id="SIGTERM-s3"),
     ],
     indirect=["experiment"],
@@ -315,7 +314,6 @@ def test_class_trainable_loses_nothing_on_a_graceful_stop(experiment):
     [
         # a driver killed mid-run: see test_stop_then_crash_of_the_restored_run_then_restore
         pytest.param(1, False, "local", id="driver-in-the-first-iteration"),
-        pytest.param(4, True, "local", id="driver-and-its-ray-mid-run"),
         pytest.param(4, True, "s3", id="driver-and-its-ray-mid-run-s3"),
     ],
     indirect=["experiment"],
