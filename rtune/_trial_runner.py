@@ -65,6 +65,9 @@ class TrialRunner:
         self._instance: Trainable | None = None
         self._queued: collections.deque[_Run] = collections.deque()  # not begun yet
         self._thread: threading.Thread | None = None
+        # pyarrow imports pandas on its first conversion of Python rows (~0.2 s): do it now, while
+        # the actor waits for its first trial, not between the first trial's end and its report
+        threading.Thread(target=_warm_up_arrow, name="rtune-warm-up", daemon=True).start()
 
     def ready(self) -> dict:
         return {
@@ -318,6 +321,12 @@ class TrialRunner:
             session.record(metrics, checkpoint_dir)
         finally:
             shutil.rmtree(checkpoint_dir, ignore_errors=True)
+
+
+def _warm_up_arrow() -> None:
+    import pyarrow as pa
+
+    pa.array([{"warm": 1}])
 
 
 RemoteTrialRunner = ray.remote(max_concurrency=4)(TrialRunner)
