@@ -227,8 +227,8 @@ STOPS = {
     "stop dict": lambda: ({"stop": {"training_iteration": 5}}, None),
     "MaximumIterationStopper": lambda: ({"stop": tune.stopper.MaximumIterationStopper(5)}, None),
     # long enough for the trial to start and report on a busy machine
-    "time_budget_s": lambda: ({}, tune.TuneConfig(time_budget_s=5)),
-    "TimeoutStopper": lambda: ({"stop": tune.stopper.TimeoutStopper(5)}, None),
+    "time_budget_s": lambda: ({}, tune.TuneConfig(time_budget_s=3)),
+    "TimeoutStopper": lambda: ({"stop": tune.stopper.TimeoutStopper(3)}, None),
 }
 
 
