@@ -308,7 +308,7 @@ class TrialRunner:
             return
         checkpoint_dir = tempfile.mkdtemp(prefix="rtune_save_")
         try:
-            save_class_checkpoint(instance, checkpoint_dir)
+            _stage_checkpoint(instance, checkpoint_dir)
             session.commit_checkpoint_only(checkpoint_dir)
         finally:
             shutil.rmtree(checkpoint_dir, ignore_errors=True)
@@ -317,10 +317,23 @@ class TrialRunner:
     def _record_with_checkpoint(instance: Trainable, session: TrialSession, metrics: dict) -> None:
         checkpoint_dir = tempfile.mkdtemp(prefix="rtune_save_")
         try:
-            save_class_checkpoint(instance, checkpoint_dir)
+            _stage_checkpoint(instance, checkpoint_dir)
             session.record(metrics, checkpoint_dir)
         finally:
             shutil.rmtree(checkpoint_dir, ignore_errors=True)
+
+
+def _stage_checkpoint(instance: Trainable, checkpoint_dir: str) -> None:
+    """save_checkpoint() into the node's scratch directory; a failure there (a full disk) says
+    where, since the user's own write errors often name no path."""
+    try:
+        save_class_checkpoint(instance, checkpoint_dir)
+    except OSError as exc:
+        raise OSError(
+            exc.errno,
+            f"Could not stage the checkpoint in the node's scratch directory {checkpoint_dir} "
+            f"(TMPDIR): {exc.strerror or exc}",
+        ) from exc
 
 
 def _warm_up_arrow() -> None:

@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -287,3 +288,46 @@ def test_a_full_disk_stops_the_run_cleanly_and_it_resumes_once_space_is_freed(
     results = tune.Tuner.restore(path).fit()
     assert_complete_and_intact(results)
     shutil.rmtree(path)
+
+
+def test_a_full_scratch_disk_fails_the_trial_naming_the_path_and_loses_nothing(
+    small_disk, tmp_path
+):
+    """The node's scratch directory (where a class trainable's checkpoint is staged before its
+    upload) fills up: the trial fails with an error naming the scratch path, no half-written
+    checkpoint is recorded, and once space is freed `resume_errored` completes the trial from its
+    last committed checkpoint."""
+    ballast = small_disk / "ballast.bin"
+    ballast.write_bytes(b"\0" * (3746 * 1024))  # 350 kB left: checkpoints 1-3 fit, 4 does not
+    storage = str(tmp_path / "results")
+    env = {**os.environ, "TMPDIR": str(small_disk), "PYTHONPATH": os.path.dirname(__file__)}
+    driver = [sys.executable, os.path.join(os.path.dirname(__file__), "drivers", "scratch_full.py")]
+
+    def run(*args):
+        done = subprocess.run(
+            [*driver, storage, *args], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+        return [
+            line.split(" ", 4)[1:] for line in done.stdout.splitlines() if line.startswith("RESULT")
+        ]
+
+    ((_, status, iteration, error),) = run()
+    assert status == "ERROR" and iteration == "3"
+    assert "No space left" in error and str(small_disk) in error
+    path = os.path.join(storage, "scratch")
+    for trial_dir in [d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d))]:
+        for name in os.listdir(os.path.join(path, trial_dir)):
+            checkpoint = os.path.join(path, trial_dir, name)
+            if name.startswith("checkpoint_") and os.path.exists(
+                os.path.join(checkpoint, ".rtune_committed")
+            ):  # committed means whole
+                it = int(name.split("_")[-1])
+                assert os.path.getsize(os.path.join(checkpoint, "weights.bin")) == it * 100 * 1024
+
+    ballast.unlink()
+    second = run("--restore")
+    assert [(trial, status, it) for trial, status, it, _ in second] == [("0", "TERMINATED", "5")]
+    history = tune.Tuner.restore(path).get_results()
+    for result in history:
+        assert list(result.metrics_dataframe["training_iteration"]) == [1, 2, 3, 4, 5]

@@ -513,5 +513,6 @@ def test_crash_loop_loses_nothing(experiment):
 def test_crash_loop_soak(experiment, seed):
     """By hand: RTUNE_SOAK=1 pytest -k soak tests/test_signals.py (ten seeds, 12 interruptions)."""
     done = crash_loop(experiment, seed, 12)
+    print(f"crash loop soak, seed {seed}: {len(done)} interruptions: {done}")
     results, executions = experiment.runs[-1].results(), experiment.executions()
     assert_completed(results, executions, len(done), CRASH_ITERATIONS, CRASH_TRIALS)
