@@ -77,6 +77,7 @@ class StateWriter:
         self.last_write = 0.0
         self.last_duration = 0.0
         self.total_write_s = 0.0
+        self.max_duration = 0.0
         self.total_bytes = 0
         self.writes = 0
 
@@ -86,6 +87,7 @@ class StateWriter:
             "state_writes": self.writes,
             "state_bytes": self.total_bytes,
             "state_snapshots": self.snapshots,
+            "state_write_max_s": self.max_duration,
         }
 
     def due(self) -> bool:
@@ -131,6 +133,7 @@ class StateWriter:
         self.last_write = time.monotonic()
         self.last_duration = self.last_write - started
         self.total_write_s += self.last_duration
+        self.max_duration = max(self.max_duration, self.last_duration)
         self.writes += 1
 
     def _snapshot_due(self) -> bool:

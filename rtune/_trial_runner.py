@@ -65,9 +65,6 @@ class TrialRunner:
         self._instance: Trainable | None = None
         self._queued: collections.deque[_Run] = collections.deque()  # not begun yet
         self._thread: threading.Thread | None = None
-        # pyarrow imports pandas on its first conversion of Python rows (~0.2 s): do it now, while
-        # the actor waits for its first trial, not between the first trial's end and its report
-        threading.Thread(target=_warm_up_arrow, name="rtune-warm-up", daemon=True).start()
 
     def ready(self) -> dict:
         return {
@@ -94,6 +91,10 @@ class TrialRunner:
             if runs and self._thread is None:  # one thread runs this actor's trials in turn
                 self._thread = threading.Thread(target=self._serve, name="rtune-trial", daemon=True)
                 self._thread.start()
+                # pyarrow imports pandas on its first conversion of Python rows (~0.2 s): let
+                # that happen while the first trial runs, not after its first report, and not
+                # during the actor's start-up, when every process of the run is starting
+                threading.Thread(target=_warm_up_arrow, name="rtune-warm-up", daemon=True).start()
             while not self._has_news():
                 self._cond.wait()
             deadline = time.monotonic() + COALESCE_S
