@@ -409,7 +409,7 @@ class Controller:
     def _poll(self, slot: _Slot, new_trials: list[Trial]) -> None:
         """The slot's next poll: acknowledgements and stop decisions for its trials, the new
         ones, and, for short trials, more queued behind them so the actor never waits for us."""
-        if self._pipelining():
+        if self._pipelining() and self._drain_reason is None:  # a drain starts nothing new
             while len(slot.trials) + len(new_trials) <= QUEUE_DEPTH and self.pending:
                 trial_id = self.scheduler.choose_trial_to_run(self.pending)
                 if trial_id is None or self.trials[trial_id].resources != slot.request:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import threading
+import time
+
 import pytest
 
 import rtune as tune
@@ -140,3 +144,48 @@ def test_time_budget_stops_the_run(storage):
         run_config=tune.RunConfig(storage_path=storage, verbose=0),
     ).fit()
     assert 0 < results[0].metrics["training_iteration"] < 200
+
+
+def quick(config):
+    for step in range(1, 9):
+        time.sleep(0.008)
+        tune.report({"step": step})
+    with open(config["log"], "a") as log:
+        log.write(f"{config['i']}\n")
+
+
+def test_a_stop_during_many_short_trials_starts_no_new_one(storage, tmp_path):
+    """Short trials are handed to actors ahead of time; a stop must still start no trial after
+    it (queued ones are dropped before they begin), and the restore runs exactly the rest."""
+    log = tmp_path / "finished.log"
+    log.touch()
+    name, trials = "many_short", 300
+
+    def stop_after_some_finished():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if len(log.read_text().split()) >= 20:
+                tune.stop_experiment(os.path.join(storage, name))
+                return
+            time.sleep(0.01)
+
+    stopper = threading.Thread(target=stop_after_some_finished, daemon=True)
+    stopper.start()
+    results = tune.Tuner(
+        quick,
+        param_space={"i": tune.grid_search(list(range(trials))), "log": str(log)},
+        run_config=tune.RunConfig(storage_path=storage, name=name, verbose=0),
+    ).fit()
+    stopper.join()
+    finished_at_stop = len(log.read_text().split())
+    statuses = [r.status for r in results]
+    assert statuses.count("TERMINATED") <= finished_at_stop
+    assert statuses.count("TERMINATED") < trials // 2  # the stop stopped the run
+    assert "PENDING" in statuses
+
+    resumed = tune.Tuner.restore(os.path.join(storage, name)).fit()
+    assert [r.status for r in resumed] == ["TERMINATED"] * trials
+    for result in resumed:
+        assert list(result.metrics_dataframe["training_iteration"]) == list(range(1, 9))
+    finished = log.read_text().split()
+    assert sorted(map(int, finished)) == list(range(trials))  # each trial finished once
