@@ -269,17 +269,21 @@ def test_a_hand_edited_newest_snapshot_falls_back_to_the_other(stopped, tmp_path
     path = copy_of(stopped, tmp_path)
     edited = _newest_snapshot(path)
     _edit(edited, change)
+    # the older state knew less; the checkpoints in storage tell where each trial stands
+    restore_reports_damage_and_completes(path, edited, capfd)
+    assert os.listdir(tmp_path) == ["exp"] and not (tmp_path.parent / "outside").exists()
+
+
+def restore_reports_damage_and_completes(path, edited, capfd):
+    """The restore names the damaged file, resumes every trial from iteration 3, finishes them
+    whole, and deletes nothing that was there before it."""
     before = contents(path)
-
     results = tune.Tuner.restore(path).fit()
-
     err = capfd.readouterr().err
     no_traceback(err)
     assert f"{edited} is damaged" in err, err
-    # the older state knew less; the checkpoints in storage tell where each trial stands
     assert_finished_whole(results, {0: 3, 1: 3, 2: 3})
     assert_nothing_lost(path, before)
-    assert os.listdir(tmp_path) == ["exp"] and not (tmp_path.parent / "outside").exists()
 
 
 def test_a_hand_edited_delta_keeps_the_changes_before_it(stopped, tmp_path, capfd):
@@ -298,13 +302,7 @@ def test_a_hand_edited_delta_keeps_the_changes_before_it(stopped, tmp_path, capf
         state["trials"] = [{**snapshot["trials"][0], "status": 42}]
 
     _edit(edited, bad_trial)
-    before = contents(path)
-    results = tune.Tuner.restore(path).fit()
-    err = capfd.readouterr().err
-    no_traceback(err)
-    assert f"{edited} is damaged" in err, err
-    assert_finished_whole(results, {0: 3, 1: 3, 2: 3})
-    assert_nothing_lost(path, before)
+    restore_reports_damage_and_completes(path, edited, capfd)
 
 
 def _truncate(name: str) -> None:
