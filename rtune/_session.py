@@ -146,10 +146,11 @@ class TrialSession:
         if not isinstance(metrics, dict):
             raise TypeError(f"tune.report() takes a dict of metrics, got {type(metrics).__name__}")
         result = self._autofill(metrics)
-        self.writer.append(result)
         if checkpoint_dir is not None:
             relpath = posixpath.join(self.spec.trial_relpath, f"checkpoint_{self.iteration:06d}")
             result["checkpoint_dir_name"] = posixpath.basename(relpath)
+        self.writer.append(result)
+        if checkpoint_dir is not None:
             self.writer.flush()
             self._commit(checkpoint_dir, relpath, result)
             result["_checkpoint"] = relpath

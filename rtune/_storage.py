@@ -190,10 +190,7 @@ class Storage:
 
     @staticmethod
     def encode_json(obj: Any) -> bytes:
-        # compact and without the circular-reference check: ~25% faster on large states
-        return json.dumps(
-            obj, default=_json_default, separators=(",", ":"), check_circular=False
-        ).encode()
+        return encode_json(obj).encode()
 
     def read_bytes(self, relpath: str) -> bytes:
         def read() -> bytes:
@@ -273,9 +270,34 @@ def _scheme_of(filesystem: pafs.FileSystem) -> str:
     return "" if name == "local" else f"{'gs' if name == 'gcs' else name}://"
 
 
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
-    if hasattr(value, "tolist"):
+def encode_json(obj: Any) -> str:
+    """Compact JSON of what users report: numpy and torch values as numbers and lists, dates as
+    ISO text, anything else as its repr; keys JSON cannot hold (tuples) as their text."""
+    try:  # without the circular-reference check: ~25% faster on large states
+        return json.dumps(obj, default=_jsonable, separators=(",", ":"), check_circular=False)
+    except (TypeError, ValueError, RecursionError):
+        return json.dumps(_plain(obj), default=_jsonable, separators=(",", ":"))
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "tolist"):  # numpy scalars and arrays, torch tensors
         return value.tolist()
+    if isinstance(value, (set, frozenset)):
+        return list(value)
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
     return repr(value)
+
+
+def _plain(value: Any, seen: tuple = ()) -> Any:
+    """A copy json.dumps takes whole: keys as text, a container inside itself as its repr."""
+    if isinstance(value, (dict, list, tuple)):
+        if id(value) in seen:
+            return repr(value)
+        seen = (*seen, id(value))
+        if isinstance(value, dict):
+            return {
+                k if isinstance(k, str) else str(k): _plain(v, seen) for k, v in value.items()
+            }
+        return [_plain(v, seen) for v in value]
+    return value

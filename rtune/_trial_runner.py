@@ -91,10 +91,6 @@ class TrialRunner:
             if runs and self._thread is None:  # one thread runs this actor's trials in turn
                 self._thread = threading.Thread(target=self._serve, name="rtune-trial", daemon=True)
                 self._thread.start()
-                # pyarrow imports pandas on its first conversion of Python rows (~0.2 s): let
-                # that happen while the first trial runs, not after its first report, and not
-                # during the actor's start-up, when every process of the run is starting
-                threading.Thread(target=_warm_up_arrow, name="rtune-warm-up", daemon=True).start()
             while not self._has_news():
                 self._cond.wait()
             deadline = time.monotonic() + COALESCE_S
@@ -335,12 +331,6 @@ def _stage_checkpoint(instance: Trainable, checkpoint_dir: str) -> None:
             f"Could not stage the checkpoint in the node's scratch directory {checkpoint_dir} "
             f"(TMPDIR): {exc.strerror or exc}",
         ) from exc
-
-
-def _warm_up_arrow() -> None:
-    import pyarrow as pa
-
-    pa.array([{"warm": 1}])
 
 
 RemoteTrialRunner = ray.remote(max_concurrency=4)(TrialRunner)

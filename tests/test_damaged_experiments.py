@@ -57,7 +57,7 @@ def score(config, iteration):
 @pytest.fixture(scope="module")
 def stopped(ray_local, tmp_path_factory):
     """The stopped experiment: TRIALS trials PAUSED with committed checkpoints 1..3 and results
-    1..3 (one Arrow segment per iteration)."""
+    1..3 (one results segment per iteration)."""
     base = tmp_path_factory.mktemp("damaged")
     experiment = base / "results" / "exp"
     ctrl_c_when(
@@ -178,13 +178,14 @@ def test_a_missing_trial_directory_restarts_that_trial_with_a_warning(stopped, t
     assert_nothing_lost(path, before)
 
 
-def test_a_results_segment_cut_mid_row(stopped, tmp_path, capfd):
+@pytest.mark.parametrize("keep", ["half", "nothing"], ids=["mid-row", "at-a-line-boundary"])
+def test_a_results_segment_cut_short(stopped, tmp_path, capfd, keep):
     path = copy_of(stopped, tmp_path)
     trial = trial_dirs(path)[2]
-    segment = os.path.join(trial, "results", "e0000-00000003-00000003.arrow")
-    size = os.path.getsize(segment)
+    segment = os.path.join(trial, "results", "e0000-00000003-00000003.jsonl")
+    cut = os.path.getsize(segment) // 2 if keep == "half" else 0
     with open(segment, "r+b") as damaged:
-        damaged.truncate(size // 2)
+        damaged.truncate(cut)
     before = contents(path)
 
     # reading the history keeps the rows before the damage and names the damaged file
@@ -206,10 +207,33 @@ def test_a_results_segment_cut_mid_row(stopped, tmp_path, capfd):
     assert_finished_whole(results, {0: 3, 1: 3, 2: 2})
     assert_nothing_lost(path, before)
     # the damaged segment is kept (nothing is rewritten) and no longer part of the history
-    assert os.path.getsize(segment) == size // 2
+    assert os.path.getsize(segment) == cut
     grid = tune.Tuner.restore(path).get_results()
     assert all(len(r.metrics_dataframe) == ITERATIONS for r in grid)
     assert "damaged" not in capfd.readouterr().err
+
+
+def test_an_experiment_stored_with_arrow_segments_resumes(stopped, tmp_path, capfd):
+    """Result histories were Arrow IPC files before they were JSON lines: an experiment stopped
+    by that build resumes, its history read whole and continued."""
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
+    path = copy_of(stopped, tmp_path)
+    segments = glob.glob(os.path.join(path, "*", "results", "*.jsonl"))
+    assert len(segments) == TRIALS * HELD_AT
+    for segment in segments:
+        with open(segment) as src:
+            table = pa.Table.from_pylist([json.loads(line) for line in src])
+        with ipc.new_file(segment[: -len(".jsonl")] + ".arrow", table.schema) as writer:
+            writer.write_table(table)
+        os.remove(segment)
+
+    history = tune.Tuner.restore(path).get_results()
+    assert all(list(r.metrics_dataframe["it"]) == [1, 2, 3] for r in history)
+    results = tune.Tuner.restore(path).fit()
+    assert_finished_whole(results, {0: 3, 1: 3, 2: 3})
+    no_traceback(capfd.readouterr().err)
 
 
 def _newest_snapshot(path: str) -> str:

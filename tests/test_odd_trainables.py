@@ -5,6 +5,7 @@ pickled. Real runs on the session Ray; the assertions are what a user would chec
 
 from __future__ import annotations
 
+import datetime
 import math
 import os
 import threading
@@ -209,6 +210,33 @@ def test_a_metric_whose_type_changes_between_iterations(storage):
 def test_a_string_in_a_mixed_type_column_comes_back_as_written(storage):
     frame = run(changing_types, storage, "changing")[0].metrics_dataframe
     assert list(frame["value"])[1] == "two"
+
+
+def numpy_and_odd_values(config):
+    import numpy as np
+
+    for step in (1, 2):
+        tune.report(
+            {
+                "loss": np.float32(0.5 * step),
+                "count": np.int64(step),
+                "weights": np.arange(3) * step,
+                "by_pair": {(0, 1): step},  # a key JSON cannot hold
+                "when": datetime.date(2026, 1, step),
+            }
+        )
+
+
+def test_numpy_values_dates_and_tuple_keys(storage):
+    result = run(numpy_and_odd_values, storage, "numpy")[0]
+    assert_finished_cleanly(result)
+    assert result.metrics["count"] == 2
+    frame = result.metrics_dataframe
+    assert list(frame["loss"]) == [0.5, 1.0]
+    assert list(frame["count"]) == [1, 2]
+    assert [list(v) for v in frame["weights"]] == [[0, 1, 2], [0, 2, 4]]
+    assert list(frame["by_pair/(0, 1)"]) == [1, 2]
+    assert list(frame["when"]) == ["2026-01-01", "2026-01-02"]
 
 
 # --- loops that never return ---

@@ -127,7 +127,7 @@ def test_a_restored_run_creates_exactly_the_missing_trials(ray_local, tmp_path):
     expected = sorted((r.config["x"], r.config["y"]) for r in reference)
     path = tmp_path / "stopped"
 
-    ctrl_c_when(lambda: len(glob.glob(str(path / "*" / "results" / "*.arrow"))) >= 2)
+    ctrl_c_when(lambda: len(glob.glob(str(path / "*" / "results" / "*.jsonl"))) >= 2)
     stopped = tune.Tuner(
         short,
         param_space=space,
