@@ -44,12 +44,13 @@ ACTOR_DEATH_GRACE_S = 1.5
 # then their actors are killed (a trainable looping without reporting never would).
 FINAL_DRAIN_GRACE_S = 10.0
 RUN_AHEAD_RESULTS = 10_000
-PREFETCH_TRIALS = 16
+PREFETCH_TRIALS = 64  # configs a BasicVariantGenerator makes ahead: enough to queue
 # Trials shorter than this (a running average) are handed to a busy actor before its current
 # trial ends, so the actor never waits a controller round trip between trials. Longer ones are
 # not: a trial queued behind a long one could wait while another actor sits idle.
 PIPELINE_BELOW_S = 0.1
-QUEUE_DEPTH = 4  # trials queued behind the running one, when pipelining
+QUEUE_FOR_S = 0.02  # when pipelining, an actor holds about this much work beyond its running trial
+QUEUE_DEPTH = 16  # and at most this many trials
 
 
 @dataclass
@@ -84,8 +85,6 @@ class ExperimentSetup:
     # actors per resource shape that wait for resources beyond what the cluster holds now: the
     # demand an autoscaler sees (RTUNE_MAX_PENDING_TRIALS in the driver's environment)
     pending_demand: int = 1
-    # trial actors the driver started while this controller started (see first_trial_actors)
-    first_actors: list = field(default_factory=list)
 
 
 @dataclass
@@ -146,10 +145,6 @@ class Controller:
             self.stopper is not None and not isinstance(self.stopper, DictStopper)
         ) or type(self.scheduler) not in (FIFOScheduler, TrialScheduler)
         self._ack_window = 1 if decides_in_controller else RUN_AHEAD_RESULTS
-        for actor in setup.first_actors:
-            slot = _Slot(actor, _static_request(setup.trainable_resources))
-            self._inflight[actor.ready.remote()] = ("ready", slot)
-            self._starting += 1
         # pipelining reorders nothing a controller-side decision could see
         self._may_pipeline = not decides_in_controller and setup.reuse_actors
         self._trial_seconds = PIPELINE_BELOW_S * 10  # running average of recent trials' lengths
@@ -182,8 +177,14 @@ class Controller:
         snapshot["warnings"] = self.warnings[warnings_from:]
         return snapshot
 
-    def run(self) -> dict:
+    def run(self, first_actors: list = ()) -> dict:
+        """Run the experiment; `first_actors` are trial actors the driver started while this
+        controller started (see first_trial_actors)."""
         cpu_at_start = time.thread_time()
+        for actor in first_actors:
+            slot = _Slot(actor, _static_request(self.setup.trainable_resources))
+            self._inflight[actor.ready.remote()] = ("ready", slot)
+            self._starting += 1
         try:
             self._loop()
         except BaseException as exc:  # reported to the driver, which raises it
@@ -410,7 +411,8 @@ class Controller:
         """The slot's next poll: acknowledgements and stop decisions for its trials, the new
         ones, and, for short trials, more queued behind them so the actor never waits for us."""
         if self._pipelining() and self._drain_reason is None:  # a drain starts nothing new
-            while len(slot.trials) + len(new_trials) <= QUEUE_DEPTH and self.pending:
+            depth = min(QUEUE_DEPTH, max(1, round(QUEUE_FOR_S / max(self._trial_seconds, 1e-6))))
+            while len(slot.trials) + len(new_trials) <= depth and self.pending:
                 trial_id = self.scheduler.choose_trial_to_run(self.pending)
                 if trial_id is None or self.trials[trial_id].resources != slot.request:
                     break
@@ -473,7 +475,10 @@ class Controller:
         )
 
     def _drop_unneeded_idle(self) -> None:
-        if self.pending:
+        """Idle actors go once no trial is left to start. Not while the searcher may still
+        suggest more: pending runs dry between suggestions (and while short trials are queued on
+        other actors), and a new actor would cost a process start."""
+        if self.pending or not self._searcher_finished:
             return
         for slot in list(self._idle):
             self._idle.remove(slot)
@@ -761,12 +766,6 @@ class Controller:
             "stop_reason": self._drain_reason,
         }
 
-    def _state(self) -> dict:
-        """The whole state, as the driver reads it at the end of a run."""
-        with self._lock:
-            trials = [trial.to_state() for trial in self.trials.values()]
-            return {**self._state_header(), "trials": trials}
-
     def _write_state(self) -> None:
         started = time.monotonic()
         try:
@@ -822,8 +821,10 @@ class Controller:
         }
 
     def _summary(self) -> dict:
+        with self._lock:  # as they are: pickled whole, cheaper than state records both ways
+            trials = list(self.trials.values())
         return {
-            "state": self._state(),
+            "trials": trials,
             "fatal": pack(self._fatal) if self._fatal is not None else None,
             "fatal_tb": self._fatal_tb,
             "stop_reason": self._drain_reason,

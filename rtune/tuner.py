@@ -223,7 +223,6 @@ class Tuner:
             self._new_uid = metadata["experiment_uid"]
             state_io.write_metadata(storage, metadata)
         setup = self._setup(storage, pending_demand)
-        setup.first_actors = first_trial_actors(setup, self._expected_trials(setup))
         controller = RemoteController.options(
             name=name,
             namespace=CONTROLLER_NAMESPACE,
@@ -233,13 +232,17 @@ class Tuner:
                 ray.get_runtime_context().get_node_id(), soft=False
             ),
         ).remote(setup)
+        # asked for after the controller: Ray starts only so many worker processes at once
+        # (as many as CPUs), and the first trial can start once the controller and one actor are up
+        first_actors = first_trial_actors(setup, self._expected_trials(setup))
         try:
-            summary = self._drive(controller, storage)
+            summary = self._drive(controller, storage, first_actors)
         finally:
             ray.kill(controller)
-            for actor in setup.first_actors:  # the driver's own: gone with the controller too
+            for actor in first_actors:  # the driver's own: gone with the controller too
                 ray.kill(actor)
-        return self._finish(summary, storage)
+        r = self._finish(summary, storage)
+        return r
 
     def _expected_trials(self, setup: ExperimentSetup) -> int | None:
         """How many trials are left to run, where that is known before the searcher runs."""
@@ -296,9 +299,9 @@ class Tuner:
             pending_demand=pending_demand,
         )
 
-    def _drive(self, controller: Any, storage: Storage) -> dict:
+    def _drive(self, controller: Any, storage: Storage, first_actors: list) -> dict:
         interval = STATUS_INTERVAL_S.get(self.run_config.verbose)
-        run_ref = controller.run.remote()
+        run_ref = controller.run.remote(first_actors)
         forwarded = 0
         last_poll = last_print = time.monotonic()
         self._warned = self._events = 0
@@ -348,9 +351,8 @@ class Tuner:
             print(f"rtune: WARNING: {warning}", file=sys.stderr, flush=True)
 
     def _finish(self, summary: dict, storage: Storage) -> ResultGrid:
-        state = summary["state"]
-        trials = [Trial.from_state(t) for t in state["trials"]]
-        grid = ResultGrid(trials, storage, self.tune_config.metric, self.tune_config.mode)
+        tc = self.tune_config
+        grid = ResultGrid(summary["trials"], storage, tc.metric, tc.mode)
         self._result_grid = grid
         # for benchmarks and the curious: time and bytes spent on experiment state
         self.last_run_stats = summary["run_stats"]
