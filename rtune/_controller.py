@@ -45,12 +45,16 @@ ACTOR_DEATH_GRACE_S = 1.5
 FINAL_DRAIN_GRACE_S = 10.0
 RUN_AHEAD_RESULTS = 10_000
 PREFETCH_TRIALS = 64  # configs a BasicVariantGenerator makes ahead: enough to queue
-# Trials shorter than this (a running average) are handed to a busy actor before its current
-# trial ends, so the actor never waits a controller round trip between trials. Longer ones are
-# not: a trial queued behind a long one could wait while another actor sits idle.
+# Pipelining: trials shorter than PIPELINE_BELOW_S (a running average) are handed to a busy actor
+# before its current trial ends, so it never waits a controller round trip between trials. It
+# holds about QUEUE_FOR_S of work beyond the running trial, at least one trial and at most
+# QUEUE_DEPTH. Longer trials are not queued: where a trial waits should not depend on a guess of
+# which actor frees up first (a trial queued behind a long one would wait while the next actor to
+# finish starts a later trial). An actor left idle with nothing pending takes back a trial queued
+# on a busy one (see _rebalance).
 PIPELINE_BELOW_S = 0.1
-QUEUE_FOR_S = 0.02  # when pipelining, an actor holds about this much work beyond its running trial
-QUEUE_DEPTH = 16  # and at most this many trials
+QUEUE_FOR_S = 0.02
+QUEUE_DEPTH = 16
 
 
 @dataclass
@@ -95,6 +99,7 @@ class _Slot:
     request: ResourceRequest
     placement_group: Any = None
     trials: list[Trial] = field(default_factory=list)
+    taking_back: set[str] = field(default_factory=set)  # queued trials asked back for idle actors
 
     @property
     def trial(self) -> Trial | None:
@@ -134,6 +139,7 @@ class Controller:
         self._started_at = time.monotonic()
         self._loop_cpu_s = 0.0
         self._results_seen = 0  # and when the first and the last arrived: for benchmarks
+        self._taken_back = 0  # queued trials asked back for idle actors
         self._result_times = [0.0, 0.0]
         self._dirty = True
         self._warned_requests: set[ResourceRequest] = set()
@@ -335,7 +341,23 @@ class Controller:
                 return
             self.pending.remove(trial_id)
             self._poll(slot, [trial])
+        self._rebalance()
         self._drop_unneeded_idle()
+
+    def _rebalance(self) -> None:
+        """Nothing pending and an actor idle while trials wait queued behind running ones (the
+        end of a run, or trials of uneven length): ask for one back for each idle actor. The
+        actor drops it unless it began meanwhile; it comes back as skipped and starts here."""
+        if self.pending or not self._idle:
+            return
+        for idle in self._idle:
+            for slot in self._busy_slots():
+                waiting = [t for t in slot.trials[1:] if t.trial_id not in slot.taking_back]
+                if waiting and slot.request == idle.request:
+                    slot.taking_back.add(waiting[-1].trial_id)
+                    self._taken_back += 1
+                    slot.actor.drop_queued.remote([waiting[-1].trial_id])
+                    break
 
     def _at_concurrency_cap(self) -> bool:
         cap = self.setup.max_concurrent_trials
@@ -425,11 +447,14 @@ class Controller:
             self._mark_running(new_trials[0])
         self._inflight[slot.actor.poll.remote(acks, specs)] = ("poll", slot)
 
-    def _unqueue(self, slot: _Slot) -> None:
-        """The actor is gone: trials queued on it that never began wait for another."""
-        for trial in reversed(slot.trials[1:]):
+    def _unqueue(self, slot: _Slot, keep_head: bool = True) -> None:
+        """The actor is going: trials queued on it that never began wait for another. With
+        `keep_head`, the first one is the running trial, which the caller settles."""
+        first = 1 if keep_head else 0
+        for trial in reversed(slot.trials[first:]):
             self._return_to_pending(trial)
-        del slot.trials[1:]
+        del slot.trials[first:]
+        slot.taking_back.clear()
 
     def _return_to_pending(self, trial: Trial) -> None:
         if self._drain_is_final:
@@ -480,6 +505,8 @@ class Controller:
         other actors), and a new actor would cost a process start."""
         if self.pending or not self._searcher_finished:
             return
+        if any(slot.taking_back for slot in self._busy_slots()):
+            return  # the trials asked back will need them
         for slot in list(self._idle):
             self._idle.remove(slot)
             self._kill(slot)
@@ -522,6 +549,12 @@ class Controller:
                 self._on_trial_failed(trial, str(exc))
             return
         with self._lock:
+            for trial in slot.trials[1:]:  # taken back (or dropped by a drain) before they began
+                batch = news.get(trial.trial_id)
+                if batch is not None and batch["outcome"] == "skipped":
+                    del news[trial.trial_id]
+                    slot.trials.remove(trial)
+                    self._on_trial_end(slot, trial, "skipped", None)
             for trial in list(slot.trials):  # in the order the actor ran them
                 batch = news.get(trial.trial_id)
                 if batch is None:
@@ -542,24 +575,29 @@ class Controller:
 
     def _on_trial_end(self, slot: _Slot, trial: Trial, outcome: str, error: str | None) -> bool:
         """Book a trial's end; False when that cost its actor."""
-        started_at, from_scratch, last_result = self._launches.pop(trial.trial_id)
-        if outcome == "skipped":  # a drain reached it queued: as it was before
-            trial.status = T.PENDING
-            trial.restore_from_scratch, trial.last_result = from_scratch, last_result
+        slot.taking_back.discard(trial.trial_id)
+        launch = self._launches.pop(trial.trial_id, None)  # None: it never was the running one
+        if outcome == "skipped":  # dropped before it began: as it was before
+            if launch is not None:
+                trial.status = T.PENDING
+                trial.restore_from_scratch, trial.last_result = launch[1], launch[2]
             self._return_to_pending(trial)
             return True
+        assert launch is not None, trial.trial_id
+        started_at = launch[0]
         self._trial_seconds = 0.8 * self._trial_seconds + 0.2 * (time.monotonic() - started_at)
-        if outcome == "storage_error":
-            trial.status = T.PAUSED
-            self._dirty = True
-            self.events.append(f"Trial {trial.trial_name} paused: storage failed.")
-            self._release(slot)
-            self._on_storage_failure(error or "storage failed")
-            return True
-        if outcome == "error":
+        if outcome in ("error", "storage_error"):
+            # the actor is replaced (a failed trial may have left it broken) and began none of
+            # the trials queued behind this one: they wait for another
+            self._unqueue(slot, keep_head=False)
             self._kill(slot)
-            slot.trials = []
-            self._on_trial_failed(trial, error or "unknown error")
+            if outcome == "error":
+                self._on_trial_failed(trial, error or "unknown error")
+            else:
+                trial.status = T.PAUSED
+                self._dirty = True
+                self.events.append(f"Trial {trial.trial_name} paused: storage failed.")
+                self._on_storage_failure(error or "storage failed")
             return False
         self._on_trial_finished(trial, outcome)
         return True
@@ -833,6 +871,7 @@ class Controller:
                 "controller_run_s": time.monotonic() - self._started_at,
                 "controller_cpu_s": self._loop_cpu_s,
                 "results_seen": self._results_seen,
+                "trials_asked_back": self._taken_back,
                 "first_to_last_result_s": max(0.0, self._result_times[1] - self._result_times[0]),
             },
             "warnings": list(self.warnings),

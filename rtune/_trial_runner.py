@@ -149,6 +149,15 @@ class TrialRunner:
                 self._set_stop_mode(run, mode)
             self._cond.notify_all()
 
+    def drop_queued(self, trial_ids: list[str]) -> None:
+        """The controller takes these back for an idle actor: drop those not begun yet (they
+        come back as "skipped"); one that began already runs on here."""
+        with self._cond:
+            for run in [run for run in self._queued if run.spec.trial_id in trial_ids]:
+                self._queued.remove(run)
+                run.outcome = "skipped"
+            self._cond.notify_all()
+
     @staticmethod
     def _set_stop_mode(run: _Run, mode: str | None) -> None:
         if mode and run.stop_mode is None:
@@ -177,6 +186,10 @@ class TrialRunner:
             run.outcome, run.error = outcome, error
             if self._current is run:
                 self._current = None
+            if outcome in ("error", "storage_error"):  # the controller replaces this actor
+                for queued in self._queued:
+                    queued.outcome = "skipped"
+                self._queued.clear()
             self._cond.notify_all()
 
     def _resolve(self, trainable_ref: Any) -> Any:

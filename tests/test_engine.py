@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import numpy as np
 import pytest
@@ -265,6 +266,49 @@ def test_a_failing_trial_is_an_error_and_others_go_on(storage):
     assert "bad x=2" in str(failed.error)
     with open(os.path.join(failed.path, "error.txt")) as src:
         assert "ValueError: bad x=2" in src.read()
+
+
+def every_seventh_fails(config):
+    if config["i"] % 7 == 6:
+        raise ValueError(f"bad i={config['i']}")
+    tune.report({"ok": 1})
+
+
+def test_failures_among_many_short_trials_cost_no_other_trial(storage):
+    """Short trials are queued on actors behind the running one; a failure replaces its actor,
+    and the trials queued there run elsewhere, once each."""
+    results = tune.Tuner(
+        every_seventh_fails,
+        param_space={"i": tune.grid_search(list(range(80)))},
+        run_config=tune.RunConfig(storage_path=storage, verbose=0),
+    ).fit()
+    by_i = {r.config["i"]: r for r in results}
+    failing = {i for i in range(80) if i % 7 == 6}
+    assert {i for i, r in by_i.items() if r.error is not None} == failing
+    assert all(by_i[i].metrics["training_iteration"] == 1 for i in set(by_i) - failing)
+    assert results.num_terminated == 80 - len(failing)
+    assert all(len(by_i[i].metrics_dataframe) == 1 for i in set(by_i) - failing)
+
+
+def uneven_short(config):
+    if config["i"] >= 60:
+        time.sleep(0.03)
+    tune.report({"ok": 1})
+
+
+def test_short_trials_of_uneven_length_each_run_once(storage):
+    """The last, slower trials sit queued on one actor while another goes idle: the idle one
+    takes some back (each comes back from the busy actor unstarted). Whichever actor runs a
+    trial, it runs once and ends TERMINATED."""
+    results = tune.Tuner(
+        uneven_short,
+        param_space={"i": tune.grid_search(list(range(80)))},
+        run_config=tune.RunConfig(storage_path=storage, verbose=0),
+    ).fit()
+    assert results.num_terminated == 80
+    assert sorted(r.config["i"] for r in results) == list(range(80))
+    assert all(len(r.metrics_dataframe) == 1 for r in results)
+    assert all(r.metrics["training_iteration"] == 1 for r in results)
 
 
 def flaky_until_checkpoint(config):
