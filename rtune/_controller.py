@@ -215,9 +215,11 @@ class Controller:
             idle = not self._busy_slots() and not self._dying
             if idle and (self._drain_reason is not None or self._all_done()):
                 return
-            self._process(self._wait())
+            # after the launches: a trial that ended does not wait for the state write to be
+            # followed by the next one (run() writes the final state)
             if self._dirty and self.state_writer.due():
                 self._write_state()
+            self._process(self._wait())
 
     def _wait(self) -> list:
         refs = list(self._inflight)
