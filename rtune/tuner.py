@@ -223,6 +223,10 @@ class Tuner:
             self._new_uid = metadata["experiment_uid"]
             state_io.write_metadata(storage, metadata)
         setup = self._setup(storage, pending_demand)
+        # asked for before the controller: Ray starts as many worker processes at once as there
+        # are CPUs, and asked for after it, the second actor came up ~0.15 s after the first (a
+        # run of max_concurrent_trials=2 began with one trial)
+        first_actors = first_trial_actors(setup, self._expected_trials(setup))
         controller = RemoteController.options(
             name=name,
             namespace=CONTROLLER_NAMESPACE,
@@ -232,9 +236,6 @@ class Tuner:
                 ray.get_runtime_context().get_node_id(), soft=False
             ),
         ).remote(setup)
-        # asked for after the controller: Ray starts only so many worker processes at once
-        # (as many as CPUs), and the first trial can start once the controller and one actor are up
-        first_actors = first_trial_actors(setup, self._expected_trials(setup))
         try:
             summary = self._drive(controller, storage, first_actors)
         finally:
