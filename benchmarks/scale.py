@@ -11,7 +11,8 @@ thread of the driver samples every 0.1 s:
   like the driver for the events and warnings not yet seen (median and max);
 - both: the driver's RSS (sampled peak during fit(); Ray Tune's controller is the driver), and
   `ru_maxrss` after fit(), which covers the process's life so far.
-After the run: the largest `experiment_state-*.json` under the experiment directory. Ray Tune runs
+After the run: the largest `experiment_state-*.json` or `experiment_delta-*.json` under the
+experiment directory. Ray Tune runs
 with reuse_actors=True (its fastest setting); its status latency is not observable (n/a). Targets:
 the controller below 1 GB, the status block within 1 s. Runs alternate.
 """
@@ -120,11 +121,15 @@ class Monitor(threading.Thread):
         return None
 
 
+STATE_FILES = ("experiment_state-", "experiment_delta-")
+
+
 def largest_state_file(experiment_dir: str) -> int:
     largest = 0
     for root, _, names in os.walk(experiment_dir):
         for name in names:
-            if name.startswith("experiment_state-") and name.endswith(".json"):
+            # rtune's deltas too: a run's last write (every trial's end) may be a delta
+            if name.startswith(STATE_FILES) and name.endswith(".json"):
                 largest = max(largest, os.path.getsize(os.path.join(root, name)))
     return largest
 
@@ -212,7 +217,7 @@ def main() -> None:
         ("status calls timed", "status calls", ""),
         ("driver peak RSS (sampled in fit())", "driver rss", "B"),
         ("driver ru_maxrss after fit()", "driver ru_maxrss", "B"),
-        ("largest experiment_state file", "state file", "B"),
+        ("largest experiment state file", "state file", "B"),
     ]
     print_comparison(rows, medians)
     controller = medians["rtune"].get("controller rss")

@@ -8,7 +8,8 @@ no work between reports, `max_concurrent_trials=concurrency`. For rtune, from
 `Tuner.last_run_stats`: the share of `fit()`'s wall time spent writing experiment state (the
 issue's measure) and, stricter, of the controller's own run time (start-up excluded); the number
 of state writes and the bytes written per trial. For both libraries: the files and bytes under
-the experiment directory after the run, and the largest `experiment_state-*.json`.
+the experiment directory after the run, and the largest `experiment_state-*.json` (or rtune's
+`experiment_delta-*.json`).
 Ray Tune's share of time is not observable from outside (n/a). Ray Tune runs with
 reuse_actors=True (its fastest setting). With TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=1, as in every
 benchmark here, Ray Tune writes no per-trial result files, so its directory holds experiment state
@@ -29,16 +30,19 @@ os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 
 from _common import alternate, print_comparison, start_ray  # noqa: E402
 
+STATE_FILES = ("experiment_state-", "experiment_delta-")
+
 
 def directory_figures(experiment_dir: str) -> dict[str, float]:
-    """Files and bytes under the experiment directory; the largest experiment_state-*.json."""
+    """Files and bytes under the experiment directory; the largest state file (rtune's deltas
+    too: a run's last write, every trial's end, may be a delta)."""
     files = total = largest_state = 0
     for root, _, names in os.walk(experiment_dir):
         for name in names:
             size = os.path.getsize(os.path.join(root, name))
             files += 1
             total += size
-            if name.startswith("experiment_state-") and name.endswith(".json"):
+            if name.startswith(STATE_FILES) and name.endswith(".json"):
                 largest_state = max(largest_state, size)
     return {"files": files, "bytes": total, "largest state file": largest_state}
 
@@ -119,7 +123,7 @@ def main() -> None:
         ("state bytes written per trial", "state bytes/trial", "B"),
         ("files in the experiment dir", "files", ""),
         ("bytes in the experiment dir", "bytes", "B"),
-        ("largest experiment_state file", "largest state file", "B"),
+        ("largest experiment state file", "largest state file", "B"),
     ]
     print_comparison(rows, medians)
 
