@@ -16,7 +16,7 @@ from typing import Any
 
 import cloudpickle
 
-from rtune._storage import Storage
+from rtune._storage import Storage, encode_json
 
 STATE_FILES = ("experiment_state-0.json", "experiment_state-1.json")
 DELTA_PREFIX = "experiment_delta-"
@@ -114,7 +114,7 @@ class StateWriter:
         if not snapshot:
             record["base"] = self.base_seq
         try:
-            data = self.storage.encode_json(record)
+            data = encode_json(record)
             if snapshot:
                 self.storage.write_atomic(STATE_FILES[self.snapshot_file], data)
             else:

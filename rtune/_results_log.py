@@ -71,10 +71,6 @@ def rows_to_table(rows: list[dict]) -> pa.Table:
     return pa.table(columns)
 
 
-def encode_row(row: dict) -> bytes:
-    return encode_json(row).encode() + b"\n"
-
-
 class ResultsWriter:
     """Buffers one epoch's results and writes them as immutable segments."""
 
@@ -95,7 +91,7 @@ class ResultsWriter:
         if not self.pending:
             self.first = result.get("training_iteration", 0)
         self.last = result.get("training_iteration", 0)
-        self.pending.append(encode_row(result))
+        self.pending.append(encode_json(result) + b"\n")
 
     def flush(self) -> None:
         if not self.pending:

@@ -187,11 +187,7 @@ class Storage:
                 out.write(data)
 
     def write_json(self, relpath: str, obj: Any, make_parents: bool = True) -> None:
-        self.write_atomic(relpath, self.encode_json(obj), make_parents)
-
-    @staticmethod
-    def encode_json(obj: Any) -> bytes:
-        return encode_json(obj).encode()
+        self.write_atomic(relpath, encode_json(obj), make_parents)
 
     def read_bytes(self, relpath: str) -> bytes:
         def read() -> bytes:
@@ -277,13 +273,14 @@ def _scheme_of(filesystem: pafs.FileSystem) -> str:
     return "" if name == "local" else f"{'gs' if name == 'gcs' else name}://"
 
 
-def encode_json(obj: Any) -> str:
+def encode_json(obj: Any) -> bytes:
     """Compact JSON of what users report: numpy and torch values as numbers and lists, dates as
     ISO text, anything else as its repr; keys JSON cannot hold (tuples) as their text."""
     try:  # without the circular-reference check: ~25% faster on large states
-        return json.dumps(obj, default=_jsonable, separators=(",", ":"), check_circular=False)
+        text = json.dumps(obj, default=_jsonable, separators=(",", ":"), check_circular=False)
     except (TypeError, ValueError, RecursionError):
-        return json.dumps(_plain(obj), default=_jsonable, separators=(",", ":"))
+        text = json.dumps(_plain(obj), default=_jsonable, separators=(",", ":"))
+    return text.encode()
 
 
 def _jsonable(value: Any) -> Any:

@@ -153,10 +153,7 @@ class TrialRunner:
         """The controller takes these back for an idle actor: drop those not begun yet (they
         come back as "skipped"); one that began already runs on here."""
         with self._cond:
-            for run in [run for run in self._queued if run.spec.trial_id in trial_ids]:
-                self._queued.remove(run)
-                run.outcome = "skipped"
-            self._cond.notify_all()
+            self._skip_queued(lambda run: run.spec.trial_id in trial_ids)
 
     @staticmethod
     def _set_stop_mode(run: _Run, mode: str | None) -> None:
@@ -187,10 +184,16 @@ class TrialRunner:
             if self._current is run:
                 self._current = None
             if outcome in ("error", "storage_error"):  # the controller replaces this actor
-                for queued in self._queued:
-                    queued.outcome = "skipped"
-                self._queued.clear()
+                self._skip_queued(lambda _: True)
             self._cond.notify_all()
+
+    def _skip_queued(self, which: Any) -> None:
+        """Drop the queued runs `which` picks before they begin: they report "skipped" and the
+        controller puts them back to pending. Called holding the condition."""
+        for run in [run for run in self._queued if which(run)]:
+            self._queued.remove(run)
+            run.outcome = "skipped"
+        self._cond.notify_all()
 
     def _resolve(self, trainable_ref: Any) -> Any:
         key = trainable_ref.hex()

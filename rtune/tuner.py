@@ -223,9 +223,8 @@ class Tuner:
             self._new_uid = metadata["experiment_uid"]
             state_io.write_metadata(storage, metadata)
         setup = self._setup(storage, pending_demand)
-        # asked for before the controller: Ray starts as many worker processes at once as there
-        # are CPUs, and asked for after it, the second actor came up ~0.15 s after the first (a
-        # run of max_concurrent_trials=2 began with one trial)
+        # asked for before the controller, so they come up together (Ray starts as many worker
+        # processes at once as there are CPUs): a run of two trials starts both at once
         first_actors = first_trial_actors(setup, self._expected_trials(setup))
         controller = RemoteController.options(
             name=name,
@@ -242,8 +241,7 @@ class Tuner:
             ray.kill(controller)
             for actor in first_actors:  # the driver's own: gone with the controller too
                 ray.kill(actor)
-        r = self._finish(summary, storage)
-        return r
+        return self._finish(summary, storage)
 
     def _expected_trials(self, setup: ExperimentSetup) -> int | None:
         """How many trials are left to run, where that is known before the searcher runs."""
