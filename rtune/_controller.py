@@ -635,11 +635,12 @@ class Controller:
             "metrics": _score_metrics(result, self.setup.checkpoint_config),
         }
         trial.latest_checkpoint = entry
-        trial.committed_checkpoints.append(entry)
+        # stored fields are replaced, never changed in place: an assignment marks the trial changed
+        trial.committed_checkpoints = [*trial.committed_checkpoints, entry]
         for old in _checkpoints_to_delete(
             trial.committed_checkpoints, self.setup.checkpoint_config
         ):
-            trial.committed_checkpoints.remove(old)
+            trial.committed_checkpoints = [c for c in trial.committed_checkpoints if c is not old]
             try:
                 self.storage.uncommit_and_delete(old["path"])
             except OSError as exc:  # kept a while longer; a later restore sees it and moves on
@@ -658,7 +659,7 @@ class Controller:
                 f"{_brief(trial.last_result)}"
             )
             trial.status = T.TERMINATED
-            trial.last_result["done"] = True
+            trial.last_result = {**trial.last_result, "done": True}
             self._call_user(self.searcher.on_trial_complete, trial.trial_id, trial.last_result)
             self._call_user(self.scheduler.on_trial_complete, trial.trial_id, trial.last_result)
         self._dirty = True

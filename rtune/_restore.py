@@ -242,7 +242,6 @@ def _refreshed(trials: list[Trial], param_space: dict | None) -> list[Trial]:
     if param_space is not None:
         for trial in trials:
             trial.config = refresh_refs(trial.config, param_space)
-            trial.encoded_config = None
     return trials
 
 

@@ -276,8 +276,8 @@ def _scheme_of(filesystem: pafs.FileSystem) -> str:
 def encode_json(obj: Any) -> bytes:
     """Compact JSON of what users report: numpy and torch values as numbers and lists, dates as
     ISO text, anything else as its repr; keys JSON cannot hold (tuples) as their text."""
-    try:  # without the circular-reference check: ~25% faster on large states
-        text = json.dumps(obj, default=_jsonable, separators=(",", ":"), check_circular=False)
+    try:
+        text = _ENCODER.encode(obj)
     except (TypeError, ValueError, RecursionError):
         text = json.dumps(_plain(obj), default=_jsonable, separators=(",", ":"))
     return text.encode()
@@ -291,6 +291,11 @@ def _jsonable(value: Any) -> Any:
     if hasattr(value, "isoformat"):
         return value.isoformat()
     return repr(value)
+
+
+# one encoder for all calls (json.dumps with options builds one per call); without the
+# circular-reference check: ~25% faster on large states (a cycle falls back to `_plain`)
+_ENCODER = json.JSONEncoder(default=_jsonable, separators=(",", ":"), check_circular=False)
 
 
 def _plain(value: Any, seen: tuple = ()) -> Any:

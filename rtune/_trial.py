@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field, fields
+import functools
+from dataclasses import dataclass, field
 from typing import Any
 
 from rtune._resources import ResourceRequest
@@ -30,32 +30,50 @@ class Trial:
     epoch: int = -1
     restore_from_scratch: bool = False
     stopping: bool = field(default=False, compare=False)
-    encoded_config: Any = field(default=None, repr=False, compare=False)
-    # set by any assignment to a stored field: the state writer's deltas hold the changed trials
+    # set by any assignment to a stored field (stored fields are replaced, never changed in
+    # place): the state writer's deltas hold the changed trials
     changed: bool = field(default=True, repr=False, compare=False)
+    encoded_config: Any = field(default=None, repr=False, compare=False)
 
     def __setattr__(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)
         if name not in _UNSTORED:
             object.__setattr__(self, "changed", True)
+            if name == "config":
+                object.__setattr__(self, "encoded_config", None)
 
     @property
     def iteration(self) -> int:
         return int(self.last_result.get("training_iteration", 0) or 0)
 
     def to_state(self) -> dict[str, Any]:
-        """A JSON-ready record; the config is kept as JSON when it round-trips as JSON, else
-        pickled, so a restored trial gets back exactly the config it ran with."""
-        state = {}
-        for name in _STATE_FIELDS:
-            value = getattr(self, name)
-            if name not in _OMITTED_WHEN_DEFAULT or value != _OMITTED_WHEN_DEFAULT[name]:
-                state[name] = value
-        state["config"] = _encode_config(self)
-        state["resources"] = {
-            "bundles": [list(map(list, b)) for b in self.resources.bundles],
-            "strategy": self.resources.strategy,
+        """A JSON-ready record. Fields at their defaults are left out (most trials never fail or
+        checkpoint, and a run's last write holds every trial); the fields are spelled out, as
+        this runs for every trial in a run's last write."""
+        if self.encoded_config is None:
+            object.__setattr__(self, "encoded_config", _encode_config(self.config))
+        state = {
+            "trial_id": self.trial_id,
+            "index": self.index,
+            "trial_name": self.trial_name,
+            "relpath": self.relpath,
+            "config": self.encoded_config,
+            "experiment_tag": self.experiment_tag,
+            "resources": _encode_resources(self.resources),
+            "status": self.status,
+            "last_result": self.last_result,
+            "epoch": self.epoch,
         }
+        if self.committed_checkpoints:
+            state["committed_checkpoints"] = self.committed_checkpoints
+        if self.latest_checkpoint is not None:
+            state["latest_checkpoint"] = self.latest_checkpoint
+        if self.num_failures:
+            state["num_failures"] = self.num_failures
+        if self.error is not None:
+            state["error"] = self.error
+        if self.restore_from_scratch:
+            state["restore_from_scratch"] = True
         return state
 
     @classmethod
@@ -73,34 +91,38 @@ class Trial:
         )
 
 
-_UNSTORED = ("stopping", "encoded_config", "changed")
-_STATE_FIELDS = [
-    f.name for f in fields(Trial) if f.name not in ("config", "resources", *_UNSTORED)
-]
-# left out of a record while they hold their default (read back as that default): most trials
-# never fail or checkpoint, and the final state write holds every trial (~15% fewer bytes)
-_OMITTED_WHEN_DEFAULT = {
-    "committed_checkpoints": [],
-    "latest_checkpoint": None,
-    "num_failures": 0,
-    "error": None,
-    "restore_from_scratch": False,
-}
+_UNSTORED = ("stopping", "changed", "encoded_config")
 
 
-def _encode_config(trial: Trial) -> Any:
-    """Encoded once per trial: a config never changes after the trial is created."""
-    if trial.encoded_config is not None:
-        return trial.encoded_config
+def _encode_config(config: dict) -> Any:
+    """The config itself when JSON holds it exactly, else pickled, so a restored trial gets back
+    exactly the config it ran with."""
     try:
-        encoded: Any = (
-            trial.config if json.loads(json.dumps(trial.config)) == trial.config else None
-        )
-    except (TypeError, ValueError):
-        encoded = None
-    if encoded is None:
-        from rtune._experiment_state import pack
+        if _exact_in_json(config):
+            return config
+    except RecursionError:  # a config inside itself: pickle keeps that
+        pass
+    from rtune._experiment_state import pack
 
-        encoded = {"__pickled__": pack(trial.config)}
-    trial.encoded_config = encoded
-    return encoded
+    return {"__pickled__": pack(config)}
+
+
+def _exact_in_json(value: Any) -> bool:
+    """Whether JSON gives `value` back as it is: a JSON round trip, without the encoding."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return True
+    if kind is float:
+        return value == value  # NaN reads back unequal to itself
+    if kind is dict:
+        return all(type(k) is str and _exact_in_json(v) for k, v in value.items())
+    if kind is list:
+        return all(_exact_in_json(v) for v in value)
+    return False
+
+
+@functools.lru_cache(maxsize=64)
+def _encode_resources(resources: ResourceRequest) -> dict:
+    """Most trials share a few requests: each is encoded once (the dict is only read)."""
+    bundles = [list(map(list, bundle)) for bundle in resources.bundles]
+    return {"bundles": bundles, "strategy": resources.strategy}

@@ -59,6 +59,45 @@ def test_deltas_hold_only_what_changed_and_read_back_whole(tmp_path):
     assert by_id["t0000"]["status"] == "PENDING"
 
 
+def test_every_stored_field_reads_back_as_written(tmp_path):
+    """Trial records spell their fields out (for speed): none may be forgotten, and configs
+    JSON cannot hold exactly (tuples, int keys) come back exactly too."""
+    storage = Storage.at(tmp_path)
+    plain = Trial(
+        "t0",
+        0,
+        "trial_0",
+        "dir_0",
+        {"lr": 0.1, "layers": [32, 64], "opt": {"n": None}},
+        "0",
+        ONE_CPU,
+    )
+    odd = Trial(
+        "t1",
+        1,
+        "trial_1",
+        "dir_1",
+        {"shape": (3, 4), 7: "an int key", "limit": float("inf")},
+        "1_shape=(3, 4)",
+        ResourceRequest(((("CPU", 2.0), ("GPU", 1.0)), (("CPU", 1.0),)), "SPREAD"),
+    )
+    odd.status = "ERROR"
+    odd.last_result = {"training_iteration": 4, "loss": 0.5}
+    odd.committed_checkpoints = [{"path": "dir_1/checkpoint_000003", "training_iteration": 3}]
+    odd.latest_checkpoint = odd.committed_checkpoints[-1]
+    odd.num_failures = 2
+    odd.error = "RuntimeError: boom"
+    odd.epoch = 3
+    odd.restore_from_scratch = True
+    write(StateWriter(storage), [plain, odd])
+
+    state, problems = read_state(storage)
+    assert problems == []
+    restored = [Trial.from_state(record) for record in state["trials"]]
+    assert restored == [plain, odd]
+    assert type(restored[1].config["shape"]) is tuple
+
+
 def test_new_trials_arrive_through_deltas(tmp_path):
     storage = Storage.at(tmp_path)
     writer = StateWriter(storage)
