@@ -92,6 +92,17 @@ class ExperimentSetup:
 
 
 @dataclass
+class FirstTrials:
+    """What the driver started before the controller was up (see `start_first_trials`): its
+    trial actors, and the trials already running on some of them with the poll that awaits
+    their news (refs in a dataclass: Ray passes them on, unresolved)."""
+
+    actors: list
+    trials: list[Trial] = field(default_factory=list)
+    running: list[tuple[Any, str, Any]] = field(default_factory=list)  # (actor, trial id, poll)
+
+
+@dataclass
 class _Slot:
     """A trial actor and the trials handed to it: the running one first, then those queued."""
 
@@ -183,14 +194,11 @@ class Controller:
         snapshot["warnings"] = self.warnings[warnings_from:]
         return snapshot
 
-    def run(self, first_actors: list = ()) -> dict:
-        """Run the experiment; `first_actors` are trial actors the driver started while this
-        controller started (see first_trial_actors)."""
+    def run(self, first: FirstTrials | None = None) -> dict:
+        """Run the experiment, from what the driver started while this controller started."""
         cpu_at_start = time.thread_time()
-        for actor in first_actors:
-            slot = _Slot(actor, _static_request(self.setup.trainable_resources))
-            self._inflight[actor.ready.remote()] = ("ready", slot)
-            self._starting += 1
+        if first is not None:
+            self._adopt(first)
         try:
             self._loop()
         except BaseException as exc:  # reported to the driver, which raises it
@@ -202,6 +210,24 @@ class Controller:
             self._loop_cpu_s = time.thread_time() - cpu_at_start
             self._done = True
         return self._summary()
+
+    def _adopt(self, first: FirstTrials) -> None:
+        """The driver's trials are the first ones (the searcher suggested them there), running
+        as if launched here; its actors without a trial wait to be ready, as ours do."""
+        request = _static_request(self.setup.trainable_resources)
+        for trial in first.trials:
+            self.trials[trial.trial_id] = trial
+            self._relpaths.add(trial.relpath)
+        busy = set()
+        for actor, trial_id, poll in first.running:
+            slot = _Slot(actor, request, trials=[self.trials[trial_id]])
+            self._mark_running(slot.trials[0])
+            self._inflight[poll] = ("poll", slot)
+            busy.add(actor)
+        for actor in first.actors:
+            if actor not in busy:
+                self._inflight[actor.ready.remote()] = ("ready", _Slot(actor, request))
+                self._starting += 1
 
     # ---- the loop ----
 
@@ -284,7 +310,7 @@ class Controller:
             ):
                 self._searcher_finished = True
                 return
-            trial_id = f"{self.setup.experiment_uid}_{len(self.trials):05d}"
+            trial_id = self._next_trial_id()
             config = self._call_user(self.searcher.suggest, trial_id)
             if config is None:
                 return
@@ -292,6 +318,9 @@ class Controller:
                 self._searcher_finished = True
                 return
             self._add_trial(trial_id, config)
+
+    def _next_trial_id(self) -> str:
+        return f"{self.setup.experiment_uid}_{len(self.trials):05d}"
 
     def _add_trial(self, trial_id: str, config: dict) -> None:
         index = len(self.trials)
@@ -911,6 +940,41 @@ def first_trial_actors(setup: ExperimentSetup, expected_trials: int | None) -> l
         )
         for _ in range(max(count, 0))
     ]
+
+
+def start_first_trials(setup: ExperimentSetup, actors: list) -> FirstTrials:
+    """Start the first trials on the driver's first actors, without waiting for the controller:
+    its process starts after theirs (Ray starts as many at once as there are CPUs), ~0.2-0.3 s
+    later on a small machine, which every fit() paid before its first trial.
+
+    Only where no user code runs in making a trial (the default searcher, scheduler and names)
+    and nothing is restored: the driver runs the controller's own code for it, on a Controller
+    object that never runs. The searcher's state moves on with it: `setup` is sent afterwards."""
+    first = FirstTrials(actors)
+    if not (
+        actors
+        and not setup.restored_trials
+        and not setup.known_trial_dirs
+        and type(setup.searcher) is BasicVariantGenerator
+        and type(setup.scheduler) in (FIFOScheduler, TrialScheduler)
+        and setup.trial_name_creator is None
+        and setup.trial_dirname_creator is None
+    ):
+        return first
+    maker = Controller(setup)
+    for actor in actors:
+        trial_id = maker._next_trial_id()
+        try:  # configs may hold user functions (sample_from): the controller meets any error
+            config = setup.searcher.suggest(trial_id)
+        except Exception:
+            break
+        if config is None or config == Searcher.FINISHED:
+            break
+        maker._add_trial(trial_id, config)
+        trial = maker.trials[trial_id]
+        first.trials.append(trial)
+        first.running.append((actor, trial_id, actor.poll.remote({}, [maker._spec_for(trial)])))
+    return first
 
 
 def _brief(result: dict) -> str:

@@ -20,7 +20,13 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from rtune import _experiment_state as state_io
 from rtune._config import DEFAULT_STORAGE_PATH, RunConfig, TuneConfig
-from rtune._controller import ExperimentSetup, RemoteController, first_trial_actors
+from rtune._controller import (
+    ExperimentSetup,
+    FirstTrials,
+    RemoteController,
+    first_trial_actors,
+    start_first_trials,
+)
 from rtune._progress import format_status
 from rtune._resources import resources_for
 from rtune._signals import forward_stop_signals
@@ -225,7 +231,7 @@ class Tuner:
         setup = self._setup(storage, pending_demand)
         # asked for before the controller, so they come up together (Ray starts as many worker
         # processes at once as there are CPUs): a run of two trials starts both at once
-        first_actors = first_trial_actors(setup, self._expected_trials(setup))
+        first = start_first_trials(setup, first_trial_actors(setup, self._expected_trials(setup)))
         controller = RemoteController.options(
             name=name,
             namespace=CONTROLLER_NAMESPACE,
@@ -236,10 +242,10 @@ class Tuner:
             ),
         ).remote(setup)
         try:
-            summary = self._drive(controller, storage, first_actors)
+            summary = self._drive(controller, storage, first)
         finally:
             ray.kill(controller)
-            for actor in first_actors:  # the driver's own: gone with the controller too
+            for actor in first.actors:  # the driver's own: gone with the controller too
                 ray.kill(actor)
         return self._finish(summary, storage)
 
@@ -298,9 +304,9 @@ class Tuner:
             pending_demand=pending_demand,
         )
 
-    def _drive(self, controller: Any, storage: Storage, first_actors: list) -> dict:
+    def _drive(self, controller: Any, storage: Storage, first: FirstTrials) -> dict:
         interval = STATUS_INTERVAL_S.get(self.run_config.verbose)
-        run_ref = controller.run.remote(first_actors)
+        run_ref = controller.run.remote(first)
         forwarded = 0
         last_poll = last_print = time.monotonic()
         self._warned = self._events = 0
@@ -403,7 +409,6 @@ class Tuner:
         trials = [Trial.from_state(t) for t in state["trials"]]
         tc = self.tune_config
         return ResultGrid(trials, self._restored["storage"], tc.metric, tc.mode)
-
 
 
 def _pending_demand() -> int:

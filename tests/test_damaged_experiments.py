@@ -236,6 +236,23 @@ def test_an_experiment_stored_with_arrow_segments_resumes(stopped, tmp_path, cap
     no_traceback(capfd.readouterr().err)
 
 
+def test_an_experiment_without_any_state_file_resumes_from_its_trials(stopped, tmp_path, capfd):
+    """The first trials start on the driver's actors before the controller is up, so a driver
+    killed then leaves trials that wrote results and checkpoints, and no experiment state yet.
+    The restore finds them again (the searcher suggests the same trials) and resumes each from
+    its newest checkpoint, its history whole."""
+    path = copy_of(stopped, tmp_path)
+    for name in os.listdir(path):
+        if REPLACEABLE.match(name):
+            os.remove(os.path.join(path, name))
+    before = contents(path)
+
+    results = tune.Tuner.restore(path).fit()
+    assert_finished_whole(results, {0: 3, 1: 3, 2: 3})
+    assert_nothing_lost(path, before)
+    no_traceback(capfd.readouterr().err)
+
+
 def _newest_snapshot(path: str) -> str:
     states = [os.path.join(path, f"experiment_state-{i}.json") for i in (0, 1)]
     return max(states, key=lambda name: json.load(open(name))["seq"])
