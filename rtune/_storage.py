@@ -148,9 +148,7 @@ class Storage:
         return f"{self.scheme}{path}" + (f"?{self.query}" if self.query else "")
 
     def parent_uri(self) -> str:
-        return Storage(
-            self.filesystem, posixpath.dirname(self.root), self.scheme, self.query
-        ).uri()
+        return Storage(self.filesystem, posixpath.dirname(self.root), self.scheme, self.query).uri()
 
     def exists(self, relpath: str) -> bool:
         info = self._retrying(
@@ -254,9 +252,7 @@ class Storage:
         that still looks committed."""
         marker = posixpath.join(relpath, COMMIT_MARKER)
         try:
-            self._retrying(
-                "delete", marker, lambda: self.filesystem.delete_file(self.path(marker))
-            )
+            self._retrying("delete", marker, lambda: self.filesystem.delete_file(self.path(marker)))
         except FileNotFoundError:
             pass
         self.delete_dir(relpath)
@@ -305,8 +301,6 @@ def _plain(value: Any, seen: tuple = ()) -> Any:
             return repr(value)
         seen = (*seen, id(value))
         if isinstance(value, dict):
-            return {
-                k if isinstance(k, str) else str(k): _plain(v, seen) for k, v in value.items()
-            }
+            return {k if isinstance(k, str) else str(k): _plain(v, seen) for k, v in value.items()}
         return [_plain(v, seen) for v in value]
     return value

@@ -65,6 +65,7 @@ class TrialRunner:
         self._instance: Trainable | None = None
         self._queued: collections.deque[_Run] = collections.deque()  # not begun yet
         self._thread: threading.Thread | None = None
+        self._woken = False  # see wake()
 
     def ready(self) -> dict:
         return {
@@ -91,12 +92,23 @@ class TrialRunner:
             if runs and self._thread is None:  # one thread runs this actor's trials in turn
                 self._thread = threading.Thread(target=self._serve, name="rtune-trial", daemon=True)
                 self._thread.start()
-            while not self._has_news():
+            while not self._has_news() and not self._woken:
                 self._cond.wait()
             deadline = time.monotonic() + COALESCE_S
-            while not self._reply_now() and (left := deadline - time.monotonic()) > 0:
+            while not self._woken and not self._reply_now():
+                if (left := deadline - time.monotonic()) <= 0:
+                    break
                 self._cond.wait(left)
+            self._woken = False
             return self._take_news()
+
+    def wake(self) -> None:
+        """End the waiting poll now, with whatever news there is: the controller has a trial to
+        queue here (shortly before a long running one is expected to end). Trials travel only
+        with polls, so this actor queues them in the order the controller handed them out."""
+        with self._cond:
+            self._woken = True
+            self._cond.notify_all()
 
     def _experiment_spec(self, spec: TrialSpec) -> Any:
         spec.storage = self._storage

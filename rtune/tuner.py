@@ -24,6 +24,7 @@ from rtune._controller import (
     ExperimentSetup,
     FirstTrials,
     RemoteController,
+    await_first_trials,
     first_trial_actors,
     start_first_trials,
 )
@@ -232,19 +233,22 @@ class Tuner:
         # asked for before the controller, so they come up together (Ray starts as many worker
         # processes at once as there are CPUs): a run of two trials starts both at once
         first = start_first_trials(setup, first_trial_actors(setup, self._expected_trials(setup)))
-        controller = RemoteController.options(
-            name=name,
-            namespace=CONTROLLER_NAMESPACE,
-            lifetime=None,
-            # on the driver's own node: a worker node's loss must cost trials, never the controller
-            scheduling_strategy=NodeAffinitySchedulingStrategy(
-                ray.get_runtime_context().get_node_id(), soft=False
-            ),
-        ).remote(setup)
         try:
-            summary = self._drive(controller, storage, first)
+            await_first_trials(first)
+            controller = RemoteController.options(
+                name=name,
+                namespace=CONTROLLER_NAMESPACE,
+                lifetime=None,
+                # on the driver's node: a worker node's loss must cost trials, never the controller
+                scheduling_strategy=NodeAffinitySchedulingStrategy(
+                    ray.get_runtime_context().get_node_id(), soft=False
+                ),
+            ).remote(setup)
+            try:
+                summary = self._drive(controller, storage, first)
+            finally:
+                ray.kill(controller)
         finally:
-            ray.kill(controller)
             for actor in first.actors:  # the driver's own: gone with the controller too
                 ray.kill(actor)
         return self._finish(summary, storage)

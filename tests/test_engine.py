@@ -311,6 +311,28 @@ def test_short_trials_of_uneven_length_each_run_once(storage):
     assert all(r.metrics["training_iteration"] == 1 for r in results)
 
 
+def mostly_one_second(config):
+    time.sleep(3.0 if config["i"] == 5 else 1.0)
+    tune.report({"ok": 1})
+
+
+def test_long_trials_get_their_successor_queued_and_taken_back_from_a_slow_one(storage):
+    """With 1 s trials, an actor gets its next trial shortly before the running one is expected
+    to end; trial 5 runs three times as long, so the trial queued behind it is taken back for
+    another actor. Every trial still runs exactly once."""
+    tuner = tune.Tuner(
+        mostly_one_second,
+        param_space={"i": tune.grid_search(list(range(10)))},
+        run_config=tune.RunConfig(storage_path=storage, verbose=0),
+    )
+    results = tuner.fit()
+    assert results.num_terminated == 10
+    assert sorted(r.config["i"] for r in results) == list(range(10))
+    assert all(len(r.metrics_dataframe) == 1 for r in results)
+    assert tuner.last_run_stats["trials_queued_ahead"] >= 1
+    assert tuner.last_run_stats["trials_asked_back"] >= 1
+
+
 def flaky_until_checkpoint(config):
     """Fails once at iteration 3 (marker file), then resumes from its checkpoint."""
     start = resume_iteration()
