@@ -394,10 +394,15 @@ class Controller:
             for slot in self._busy_slots():
                 waiting = [t for t in slot.trials[1:] if t.trial_id not in slot.taking_back]
                 if waiting and slot.request == idle.request:
-                    slot.taking_back.add(waiting[-1].trial_id)
-                    self._taken_back += 1
-                    slot.actor.drop_queued.remote([waiting[-1].trial_id])
+                    self._take_back(slot, [waiting[-1].trial_id])
                     break
+
+    def _take_back(self, slot: _Slot, trial_ids: list[str]) -> None:
+        """Ask the slot's actor to drop these queued trials; those it has not begun come back
+        as "skipped" and wait in pending again."""
+        slot.taking_back.update(trial_ids)
+        self._taken_back += len(trial_ids)
+        slot.actor.drop_queued.remote(trial_ids)
 
     def _queue_ahead(self) -> None:
         """Long trials: hand a busy actor its next trial QUEUE_AHEAD_S before its running one is
@@ -414,10 +419,7 @@ class Controller:
                 slot.wants_next = True
                 slot.actor.wake.remote()
             else:
-                waiting = [t.trial_id for t in slot.trials[1:]]
-                slot.taking_back.update(waiting)
-                self._taken_back += len(waiting)
-                slot.actor.drop_queued.remote(waiting)
+                self._take_back(slot, [t.trial_id for t in slot.trials[1:]])
 
     def _queue_ahead_due(self, slot: _Slot) -> tuple[str | None, float]:
         """What `_queue_ahead` will do for this slot ("queue" the next pending trial, or "take
