@@ -208,6 +208,10 @@ class Controller:
         if first is not None:
             self._adopt(first)
         try:
+            # the trials waiting for a slot exist before a stop is looked at: the driver's first
+            # trials may have run for a while (and a stop come) before this process started,
+            # and a stopped experiment lists the trials it will run on restore
+            self._create_trials()
             self._loop()
         except BaseException as exc:  # reported to the driver, which raises it
             self._fatal = self._fatal or exc

@@ -30,7 +30,7 @@ from rtune._controller import (
 )
 from rtune._progress import format_status
 from rtune._resources import resources_for
-from rtune._signals import forward_stop_signals
+from rtune._signals import StopRequests, forward_stop_signals
 from rtune._storage import Storage
 from rtune._trial import Trial
 from rtune.control import CONTROLLER_NAMESPACE, controller_name, posix_basename
@@ -232,25 +232,30 @@ class Tuner:
         setup = self._setup(storage, pending_demand)
         # asked for before the controller, so they come up together (Ray starts as many worker
         # processes at once as there are CPUs): a run of two trials starts both at once
-        first = start_first_trials(setup, first_trial_actors(setup, self._expected_trials(setup)))
-        try:
-            await_first_trials(first)
-            controller = RemoteController.options(
-                name=name,
-                namespace=CONTROLLER_NAMESPACE,
-                lifetime=None,
-                # on the driver's node: a worker node's loss must cost trials, never the controller
-                scheduling_strategy=NodeAffinitySchedulingStrategy(
-                    ray.get_runtime_context().get_node_id(), soft=False
-                ),
-            ).remote(setup)
+        # a stop signal from here on drains: the first trials run before the controller exists
+        with forward_stop_signals() as requests:
+            first = start_first_trials(
+                setup, first_trial_actors(setup, self._expected_trials(setup))
+            )
             try:
-                summary = self._drive(controller, storage, first)
+                await_first_trials(first)
+                controller = RemoteController.options(
+                    name=name,
+                    namespace=CONTROLLER_NAMESPACE,
+                    lifetime=None,
+                    # on the driver's node: a worker node's loss must cost trials, never the
+                    # controller
+                    scheduling_strategy=NodeAffinitySchedulingStrategy(
+                        ray.get_runtime_context().get_node_id(), soft=False
+                    ),
+                ).remote(setup)
+                try:
+                    summary = self._drive(controller, storage, first, requests)
+                finally:
+                    ray.kill(controller)
             finally:
-                ray.kill(controller)
-        finally:
-            for actor in first.actors:  # the driver's own: gone with the controller too
-                ray.kill(actor)
+                for actor in first.actors:  # the driver's own: gone with the controller too
+                    ray.kill(actor)
         return self._finish(summary, storage)
 
     def _expected_trials(self, setup: ExperimentSetup) -> int | None:
@@ -308,28 +313,31 @@ class Tuner:
             pending_demand=pending_demand,
         )
 
-    def _drive(self, controller: Any, storage: Storage, first: FirstTrials) -> dict:
+    def _drive(
+        self, controller: Any, storage: Storage, first: FirstTrials, requests: StopRequests
+    ) -> dict:
+        """Wait for the controller's run, forwarding stop signals (those received before it
+        existed too) and showing its status."""
         interval = STATUS_INTERVAL_S.get(self.run_config.verbose)
         run_ref = controller.run.remote(first)
         forwarded = 0
         last_poll = last_print = time.monotonic()
         self._warned = self._events = 0
-        with forward_stop_signals() as requests:
-            while True:
-                ready, _ = ray.wait([run_ref], timeout=0.1)
-                if ready:
-                    return self._summary_of(run_ref, storage)
-                if len(requests.received) > forwarded:
-                    forwarded = len(requests.received)
-                    if requests.received.count("SIGINT") >= 3:
-                        raise KeyboardInterrupt("third Ctrl+C: leaving without waiting")
-                    controller.request_stop.remote(force=requests.force)
-                if time.monotonic() - last_poll >= 1.0:
-                    last_poll = time.monotonic()
-                    show = bool(interval) and last_poll - last_print >= interval
-                    if show:
-                        last_print = last_poll
-                    self._poll_status(controller, storage, show)
+        while True:
+            if len(requests.received) > forwarded:
+                forwarded = len(requests.received)
+                if requests.received.count("SIGINT") >= 3:
+                    raise KeyboardInterrupt("third Ctrl+C: leaving without waiting")
+                controller.request_stop.remote(force=requests.force)
+            ready, _ = ray.wait([run_ref], timeout=0.1)
+            if ready:
+                return self._summary_of(run_ref, storage)
+            if time.monotonic() - last_poll >= 1.0:
+                last_poll = time.monotonic()
+                show = bool(interval) and last_poll - last_print >= interval
+                if show:
+                    last_print = last_poll
+                self._poll_status(controller, storage, show)
 
     def _summary_of(self, run_ref: Any, storage: Storage) -> dict:
         try:

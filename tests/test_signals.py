@@ -296,6 +296,30 @@ def test_stop_signal_drains_then_restore_completes(experiment, sig, group):
 
 
 @pytest.mark.slow
+def test_a_stop_during_the_start_up_of_fit_drains(experiment):
+    """A stop that arrives while fit() starts up (the first trials, started by the driver, run
+    before the controller exists) drains like any other: the driver does not die of the signal,
+    the trial waiting for a slot is listed as pending, and the restored run completes all."""
+    first = experiment.launch("--trials", "3", "--concurrency", "2", "--signal-at", "1")
+    output = first.succeed(RUN_TIMEOUT_S)
+    assert "SIGUSR1 received: stopping gracefully" in output
+    assert_resume_hint(output, experiment.path)
+    results = first.results()
+    assert sorted(results) == [0, 1, 2]
+    status, last, history = results[0]
+    assert status == "PAUSED" and last is not None and last < ITERATIONS, results[0]
+    assert history == list(range(1, last + 1))
+    status, last, history = results[1]  # may have been stopped before its actor was ready
+    assert status in ("PAUSED", "PENDING") and (last or 0) < ITERATIONS, results[1]
+    assert history == list(range(1, (last or 0) + 1))
+    assert results[2] == ("PENDING", None, [])
+
+    second = experiment.launch("--restore")
+    second.succeed(RUN_TIMEOUT_S)
+    assert_completed(second.results(), experiment.executions(), max_repeats=1, trials=3)
+
+
+@pytest.mark.slow
 def test_class_trainable_loses_nothing_on_a_graceful_stop(experiment):
     """With no periodic checkpoints at all, the drain's checkpoint at the iteration boundary is
     what the restore continues from: not one iteration runs twice."""

@@ -3,7 +3,7 @@
     python tests/drivers/experiment.py <storage_path or URI> <name> <progress_dir>
         [--kind function|class] [--restore] [--iterations N] [--sleep S] [--trials K]
         [--checkpoint-frequency F] [--concurrency C] [--block-at I] [--in-task] [--join]
-        [--resources JSON]
+        [--resources JSON] [--signal-at I]
 
 It starts its own Ray (so a `kill -9` takes down nothing but this experiment), runs K trials
 (a grid over `id`) of N iterations each, and leaves evidence the test can read without Ray:
@@ -20,7 +20,10 @@ It starts its own Ray (so a `kill -9` takes down nothing but this experiment), r
   SIGUSR1 handlers as it found them.
 
 `--block-at I` makes iteration I wait for `<progress_dir>/release`, so a test can hold every trial
-in the middle of an iteration (what a graceful stop would wait for). `--in-task` runs fit() inside a
+in the middle of an iteration (what a graceful stop would wait for). `--signal-at I` makes trial 0
+send SIGUSR1 to the driver when its iteration I starts (once), so a test can stop a run at a
+precise point, such as fit()'s start-up, when the driver has started the first trials and the
+controller not yet. `--in-task` runs fit() inside a
 `@ray.remote` task, which writes its pid to `<progress_dir>/task_pid` (SIGUSR1 is how a remote
 task is asked to stop). `--restore` continues the experiment with `Tuner.restore(path).fit()`,
 reading the trainable back from the experiment, as a user's resumed script would. `--join` uses
@@ -54,6 +57,10 @@ def log_execution(config: dict, iteration: int) -> None:
         log.write(f"{config['id']} {iteration}\n")
     with open(os.path.join(config["progress_dir"], "nodes.log"), "a") as log:
         log.write(f"{config['id']} {iteration} {ray.util.get_node_ip_address()}\n")
+    signalled = os.path.join(config["progress_dir"], "signalled")
+    if config["id"] == 0 and iteration == config["signal_at"] and not os.path.exists(signalled):
+        open(signalled, "w").close()
+        os.kill(config["driver_pid"], signal.SIGUSR1)
     if iteration == config["block_at"]:
         release = os.path.join(config["progress_dir"], "release")
         deadline = time.monotonic() + BLOCK_LIMIT_S
@@ -133,6 +140,8 @@ def run_experiment(args: argparse.Namespace) -> tuple[dict, bool]:
                 "iterations": args.iterations,
                 "sleep": args.sleep,
                 "block_at": args.block_at,
+                "signal_at": args.signal_at,
+                "driver_pid": os.getpid(),
                 "progress_dir": args.progress_dir,
             },
             tune_config=tune.TuneConfig(max_concurrent_trials=args.concurrency),
@@ -173,6 +182,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--checkpoint-frequency", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=None)
     parser.add_argument("--block-at", type=int, default=0)
+    parser.add_argument("--signal-at", type=int, default=0)
     parser.add_argument("--in-task", action="store_true")
     parser.add_argument("--join", action="store_true")
     parser.add_argument("--resources", default=None, help="a with_resources dict, as JSON")
