@@ -14,7 +14,7 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
 from ray.exceptions import RayActorError, RayError
@@ -23,16 +23,18 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from rtune import _trial as T
 from rtune._experiment_state import StateWriter, pack, unpack
-from rtune._resources import PlacementGroupFactory, ResourceRequest, can_ever_fit, request_for
+from rtune._resources import ResourceRequest, actors_that_fit, can_ever_fit, static_request
 from rtune._restore import reconcile_with_storage
-from rtune._session import TrialSpec
 from rtune._storage import Storage, StorageError
 from rtune._trial import Trial
+from rtune._trial_maker import TrialMaker, decides_in_controller
 from rtune._trial_runner import RemoteTrialRunner
 from rtune.result_grid import TrialError
-from rtune.schedulers import FIFOScheduler, TrialScheduler
 from rtune.search import BasicVariantGenerator, Searcher
-from rtune.stopper import DictStopper, Stopper
+from rtune.stopper import Stopper
+
+if TYPE_CHECKING:
+    from rtune._first_trials import FirstTrials
 
 MAX_STARTING_ACTORS = 16
 AVAILABLE_TTL_S = 0.5
@@ -43,8 +45,6 @@ ACTOR_DEATH_GRACE_S = 1.5
 # After a final drain (time budget, stop_all) trials get this long to reach their next report;
 # then their actors are killed (a trainable looping without reporting never would).
 FINAL_DRAIN_GRACE_S = 10.0
-RUN_AHEAD_RESULTS = 10_000
-FIRST_TRIALS_WAIT_S = 0.3  # see await_first_trials
 PREFETCH_TRIALS = 64  # configs a BasicVariantGenerator makes ahead: enough to queue
 # Pipelining: trials shorter than PIPELINE_BELOW_S (a running average) are handed to a busy actor
 # before its current trial ends, so it never waits a controller round trip between trials. It
@@ -97,17 +97,6 @@ class ExperimentSetup:
 
 
 @dataclass
-class FirstTrials:
-    """What the driver started before the controller was up (see `start_first_trials`): its
-    trial actors, and the trials already running on some of them with the poll that awaits
-    their news (refs in a dataclass: Ray passes them on, unresolved)."""
-
-    actors: list
-    trials: list[Trial] = field(default_factory=list)
-    running: list[tuple[Any, str, Any]] = field(default_factory=list)  # (actor, trial id, poll)
-
-
-@dataclass
 class _Slot:
     """A trial actor and the trials handed to it: the running one first, then those queued."""
 
@@ -131,7 +120,6 @@ class Controller:
         self.pending: list[str] = [
             t.trial_id for t in setup.restored_trials if t.status == T.PENDING
         ]
-        self._relpaths = {t.relpath for t in setup.restored_trials}  # one directory per trial
         self.searcher = setup.searcher
         self.scheduler = setup.scheduler
         self.stopper = setup.stopper
@@ -166,12 +154,9 @@ class Controller:
         self._done = False
         self.warnings: list[str] = []
         self.events: list[str] = []
-        decides_in_controller = (
-            self.stopper is not None and not isinstance(self.stopper, DictStopper)
-        ) or type(self.scheduler) not in (FIFOScheduler, TrialScheduler)
-        self._ack_window = 1 if decides_in_controller else RUN_AHEAD_RESULTS
+        self._maker = TrialMaker(setup, self.trials, self._call_user)
         # pipelining reorders nothing a controller-side decision could see
-        self._may_pipeline = not decides_in_controller and setup.reuse_actors
+        self._may_pipeline = not decides_in_controller(setup) and setup.reuse_actors
         self._trial_seconds = PIPELINE_BELOW_S * 10  # running average of recent trials' lengths
         # trial id -> (started at, restore_from_scratch, last_result) as they were before the
         # start, so a trial dropped before it began (a drain reached it queued) is as it was
@@ -226,10 +211,9 @@ class Controller:
     def _adopt(self, first: FirstTrials) -> None:
         """The driver's trials are the first ones (the searcher suggested them there), running
         as if launched here; its actors without a trial wait to be ready, as ours do."""
-        request = _static_request(self.setup.trainable_resources)
+        request = static_request(self.setup.trainable_resources)
         for trial in first.trials:
-            self.trials[trial.trial_id] = trial
-            self._relpaths.add(trial.relpath)
+            self._maker.adopt(trial)
         busy = set()
         for actor, trial_id, poll in first.running:
             slot = _Slot(actor, request, trials=[self.trials[trial_id]])
@@ -323,53 +307,19 @@ class Controller:
             ):
                 self._searcher_finished = True
                 return
-            trial_id = self._next_trial_id()
+            trial_id = self._maker.next_id()
             config = self._call_user(self.searcher.suggest, trial_id)
             if config is None:
                 return
             if config == Searcher.FINISHED:
                 self._searcher_finished = True
                 return
-            self._add_trial(trial_id, config)
+            self._add_trial(self._maker.make(trial_id, config))
 
-    def _next_trial_id(self) -> str:
-        return f"{self.setup.experiment_uid}_{len(self.trials):05d}"
-
-    def _add_trial(self, trial_id: str, config: dict) -> None:
-        index = len(self.trials)
-        tag = self.searcher.experiment_tag(trial_id, config)
-        trial = Trial(
-            trial_id=trial_id,
-            index=index,
-            trial_name=f"{self.setup.trainable_name}_{trial_id}",
-            relpath="",
-            config=config,
-            experiment_tag=f"{index}_{tag}" if tag else str(index),
-            resources=self._request_for(config),
-        )
-        trial.trial_name = self._custom_name(trial, self.setup.trial_name_creator, trial.trial_name)
-        relpath = _safe_dirname(
-            self._custom_name(trial, self.setup.trial_dirname_creator, trial.trial_name)
-        )
-        if relpath in self._relpaths:  # a dirname creator gave two trials one name
-            relpath = _safe_dirname(f"{relpath[:100]}_{trial_id}")
-        trial.relpath = relpath
-        self._relpaths.add(relpath)
-        if trial.relpath in self.setup.known_trial_dirs:
-            reconcile_with_storage(self.storage, trial)  # created after the last state write
-        self.trials[trial_id] = trial
-        self.pending.append(trial_id)
-        self.scheduler.on_trial_add(trial_id, config)
+    def _add_trial(self, trial: Trial) -> None:
+        self.pending.append(trial.trial_id)
+        self.scheduler.on_trial_add(trial.trial_id, trial.config)
         self._dirty = True
-
-    def _request_for(self, config: dict) -> ResourceRequest:
-        return request_for(self.setup.trainable_resources, config)
-
-    def _custom_name(self, trial: Trial, creator: Any, default: str) -> str:
-        if creator is None:
-            return default
-        name = str(self._call_user(creator, _TrialView(trial)))
-        return name or default
 
     def _launch(self) -> None:
         while self.pending:
@@ -489,7 +439,7 @@ class Controller:
         if self._starting >= min(wanted, MAX_STARTING_ACTORS):
             return  # enough on the way: no need to ask Ray what is free
         available = self._available_resources()
-        fits = _fits(request, available)
+        fits = actors_that_fit(request, available, MAX_STARTING_ACTORS)
         limit = min(wanted, MAX_STARTING_ACTORS, fits + self.setup.pending_demand)
         while self._starting < limit:
             self._warn_if_unschedulable(request)
@@ -554,7 +504,8 @@ class Controller:
                 new_trials.append(self.trials[self.pending.pop(0)])
                 self._queued_ahead += 1
         acks = {t.trial_id: ("finish" if t.stopping else None) for t in slot.trials}
-        specs = [self._spec_for(trial) for trial in new_trials]  # before they are marked running
+        # before they are marked running
+        specs = [self._maker.spec_for(trial) for trial in new_trials]
         slot.trials.extend(new_trials)
         if new_trials and slot.trials[0] is new_trials[0]:
             self._mark_running(new_trials[0])
@@ -588,29 +539,6 @@ class Controller:
         trial.status = T.RUNNING
         trial.restore_from_scratch = False
         self._dirty = True
-
-    def _spec_for(self, trial: Trial) -> TrialSpec:
-        checkpoint = None if trial.restore_from_scratch else trial.latest_checkpoint
-        trial.epoch += 1
-        restored_iteration = checkpoint["training_iteration"] if checkpoint else 0
-        return TrialSpec(
-            trial_id=trial.trial_id,
-            trial_name=trial.trial_name,
-            trial_relpath=trial.relpath,
-            experiment_name=self.setup.experiment_name,
-            experiment_tag=trial.experiment_tag,
-            config=trial.config,
-            storage=None,
-            epoch=trial.epoch,
-            restore_checkpoint=checkpoint["path"] if checkpoint else None,
-            restore_iteration=restored_iteration,
-            restore_time_total=checkpoint.get("time_total_s", 0.0) if checkpoint else 0.0,
-            local_stop=self.stopper.criteria if isinstance(self.stopper, DictStopper) else None,
-            ack_window=self._ack_window,
-            checkpoint_frequency=self.setup.checkpoint_config.checkpoint_frequency,
-            checkpoint_at_end=bool(self.setup.checkpoint_config.checkpoint_at_end),
-            resources=trial.resources.total(),
-        )
 
     def _drop_unneeded_idle(self) -> None:
         """Idle actors go once no trial is left to start. Not while the searcher may still
@@ -997,82 +925,6 @@ class Controller:
         }
 
 
-def _static_request(resources: Any) -> ResourceRequest | None:
-    """The request every trial makes, when it does not depend on the trial's config."""
-    if callable(resources) and not isinstance(resources, PlacementGroupFactory):
-        return None
-    return request_for(resources, {})
-
-
-def first_trial_actors(setup: ExperimentSetup, expected_trials: int | None) -> list:
-    """Trial actors for the first trials, started by the driver while the controller actor
-    starts, so the first trials do not wait for two process start-ups in a row (~0.35 s on a small
-    machine, paid by every fit()). Only for a request known without a config and without a
-    placement group; as many as the cluster holds, not only its free resources now: a fit()
-    right after another finds the CPUs of the last one's actors, killed moments ago, not yet
-    free (~0.4 s later start on a small machine). The controller adopts them."""
-    request = _static_request(setup.trainable_resources)
-    if request is None or request.uses_placement_group:
-        return []
-    count = min(_fits(request, ray.cluster_resources()), MAX_STARTING_ACTORS)
-    for limit in (setup.max_concurrent_trials, expected_trials):
-        if limit is not None:
-            count = min(count, limit)
-    return [
-        RemoteTrialRunner.options(**request.actor_options()).remote(
-            setup.storage, setup.trainable_holder
-        )
-        for _ in range(max(count, 0))
-    ]
-
-
-def start_first_trials(setup: ExperimentSetup, actors: list) -> FirstTrials:
-    """Start the first trials on the driver's first actors, without waiting for the controller:
-    its process starts after theirs (Ray starts as many at once as there are CPUs), ~0.2-0.3 s
-    later on a small machine, which every fit() paid before its first trial.
-
-    Only where no user code runs in making a trial (the default searcher, scheduler and names)
-    and nothing is restored: the driver runs the controller's own code for it, on a Controller
-    object that never runs. The searcher's state moves on with it: `setup` is sent afterwards."""
-    first = FirstTrials(actors)
-    if not (
-        actors
-        and not setup.restored_trials
-        and not setup.known_trial_dirs
-        and type(setup.searcher) is BasicVariantGenerator
-        and type(setup.scheduler) in (FIFOScheduler, TrialScheduler)
-        and setup.trial_name_creator is None
-        and setup.trial_dirname_creator is None
-    ):
-        return first
-    maker = Controller(setup)
-    for actor in actors:
-        trial_id = maker._next_trial_id()
-        try:  # configs may hold user functions (sample_from): the controller meets any error
-            config = setup.searcher.suggest(trial_id)
-        except Exception:
-            break
-        if config is None or config == Searcher.FINISHED:
-            break
-        maker._add_trial(trial_id, config)
-        trial = maker.trials[trial_id]
-        first.trials.append(trial)
-        first.running.append((actor, trial_id, actor.poll.remote({}, [maker._spec_for(trial)])))
-    return first
-
-
-def await_first_trials(first: FirstTrials) -> None:
-    """Before the controller actor is asked for, give the actors running the driver's first
-    trials a head start of up to FIRST_TRIALS_WAIT_S. Three processes starting at once on a small
-    machine share its cores: the first trials began 0.1-0.4 s later with the controller's process
-    starting beside theirs, though they do not need it (their results wait in the actors). A
-    longer wait delays the controller that short trials need at once: at 1.0 s, 2,000 trivial
-    trials ran at ~970 trials/s instead of ~1,200; at 0.3 s, at ~1,200-1,300."""
-    if first.running:
-        refs = [actor.ready.remote() for actor, _, _ in first.running]
-        ray.wait(refs, num_returns=len(refs), timeout=FIRST_TRIALS_WAIT_S)
-
-
 def _brief(result: dict) -> str:
     shown = {
         k: (round(v, 4) if isinstance(v, float) else v)
@@ -1100,34 +952,7 @@ _AUTOFILLED = {
 }
 
 
-class _TrialView:
-    """What trial_name_creator / trial_dirname_creator receive: Ray Tune's Trial attributes."""
-
-    def __init__(self, trial: Trial):
-        self.trial_id = trial.trial_id
-        self.config = trial.config
-        self.experiment_tag = trial.experiment_tag
-        self.trainable_name = trial.trial_name.rsplit("_", 2)[0]
-
-    def __str__(self) -> str:
-        return f"{self.trainable_name}_{self.trial_id}"
-
-
 _STATUS_ORDER = {T.RUNNING: 0, T.PENDING: 1, T.PAUSED: 2, T.ERROR: 3, T.TERMINATED: 4}
-
-
-def _fits(request: ResourceRequest, available: dict[str, float]) -> int:
-    """How many actors of this request `resources` hold."""
-    needed = request.total().items()
-    counts = [int(available.get(key, 0) // value) for key, value in needed if value]
-    return min(counts) if counts else MAX_STARTING_ACTORS
-
-
-def _safe_dirname(name: str) -> str:
-    """One path component inside the experiment: ASCII only (128 bytes, under every filesystem's
-    name limit), no separators, no leading dots (so never `..`)."""
-    cleaned = "".join(c if (c.isascii() and c.isalnum()) or c in "-_.=," else "_" for c in name)
-    return cleaned[:128].strip(".") or "trial"
 
 
 def _score_metrics(result: dict, checkpoint_config: Any) -> dict:

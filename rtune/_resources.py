@@ -170,3 +170,17 @@ def can_ever_fit(request: ResourceRequest, node_totals: list[dict[str, float]]) 
         node.get(key, 0) >= value for key, value in request.head.items()
     )
     return any(need(node) for node in node_totals)
+
+
+def static_request(resources: Any) -> ResourceRequest | None:
+    """The request every trial makes, when it does not depend on the trial's config."""
+    if callable(resources) and not isinstance(resources, PlacementGroupFactory):
+        return None
+    return request_for(resources, {})
+
+
+def actors_that_fit(request: ResourceRequest, resources: dict[str, float], at_most: int) -> int:
+    """How many actors of this request `resources` hold, up to `at_most` (all of them, for a
+    request of nothing)."""
+    needed = request.total().items()
+    return min([int(resources.get(key, 0) // value) for key, value in needed if value] + [at_most])

@@ -20,10 +20,9 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from rtune import _experiment_state as state_io
 from rtune._config import DEFAULT_STORAGE_PATH, RunConfig, TuneConfig
-from rtune._controller import (
-    ExperimentSetup,
+from rtune._controller import ExperimentSetup, RemoteController
+from rtune._first_trials import (
     FirstTrials,
-    RemoteController,
     await_first_trials,
     first_trial_actors,
     start_first_trials,

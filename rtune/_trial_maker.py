@@ -1,0 +1,148 @@
+"""Making trials: from a searcher's config to a Trial (id, names, directory, resource request), and
+from a Trial to the spec its actor runs it from.
+
+One owner for this, because two processes make trials: the driver makes the first ones itself
+(see `_first_trials`), so they start before the controller actor is up, and the controller makes
+every other. A trial made by either must be the same trial.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from rtune._resources import ResourceRequest, request_for
+from rtune._restore import reconcile_with_storage
+from rtune._session import TrialSpec
+from rtune._trial import Trial
+from rtune.schedulers import FIFOScheduler, TrialScheduler
+from rtune.stopper import DictStopper
+
+if TYPE_CHECKING:
+    from rtune._controller import ExperimentSetup
+
+RUN_AHEAD_RESULTS = 10_000
+
+
+def decides_in_controller(setup: ExperimentSetup) -> bool:
+    """Whether user code in the controller (a stopper other than a dict, a scheduler other than
+    FIFO) must see each result before its trial goes on; a dict stopper is checked in the trial
+    actor itself."""
+    custom_stopper = setup.stopper is not None and not isinstance(setup.stopper, DictStopper)
+    return custom_stopper or type(setup.scheduler) not in (FIFOScheduler, TrialScheduler)
+
+
+def ack_window(setup: ExperimentSetup) -> int:
+    """How many results a trial may run ahead of the controller's acknowledgement."""
+    return 1 if decides_in_controller(setup) else RUN_AHEAD_RESULTS
+
+
+class TrialMaker:
+    """Turns configs into trials of one experiment, and trials into specs.
+
+    `trials` is the experiment's trial table (shared with its owner): a trial's index and
+    directory depend on the trials already there. User code (name creators, resource functions)
+    runs through `call_user`, which decides what an exception there means."""
+
+    def __init__(
+        self,
+        setup: ExperimentSetup,
+        trials: dict[str, Trial],
+        call_user: Callable[..., Any],
+    ):
+        self.setup = setup
+        self.trials = trials
+        self._call_user = call_user
+        self._relpaths = {t.relpath for t in trials.values()}  # one directory per trial
+        self._ack_window = ack_window(setup)
+        stopper = setup.stopper
+        self._local_stop = stopper.criteria if isinstance(stopper, DictStopper) else None
+
+    def next_id(self) -> str:
+        return f"{self.setup.experiment_uid}_{len(self.trials):05d}"
+
+    def make(self, trial_id: str, config: dict) -> Trial:
+        """A new trial in the table, with its name and a directory no other trial has."""
+        index = len(self.trials)
+        tag = self.setup.searcher.experiment_tag(trial_id, config)
+        trial = Trial(
+            trial_id=trial_id,
+            index=index,
+            trial_name=f"{self.setup.trainable_name}_{trial_id}",
+            relpath="",
+            config=config,
+            experiment_tag=f"{index}_{tag}" if tag else str(index),
+            resources=self._request_for(config),
+        )
+        trial.trial_name = self._custom_name(trial, self.setup.trial_name_creator, trial.trial_name)
+        relpath = _safe_dirname(
+            self._custom_name(trial, self.setup.trial_dirname_creator, trial.trial_name)
+        )
+        if relpath in self._relpaths:  # a dirname creator gave two trials one name
+            relpath = _safe_dirname(f"{relpath[:100]}_{trial_id}")
+        trial.relpath = relpath
+        self._relpaths.add(relpath)
+        if trial.relpath in self.setup.known_trial_dirs:
+            reconcile_with_storage(self.setup.storage, trial)  # created after the last state write
+        self.trials[trial_id] = trial
+        return trial
+
+    def adopt(self, trial: Trial) -> None:
+        """A trial made by another maker of this experiment (the driver's first trials)."""
+        self.trials[trial.trial_id] = trial
+        self._relpaths.add(trial.relpath)
+
+    def spec_for(self, trial: Trial) -> TrialSpec:
+        """What the trial's actor needs to run it, from its newest checkpoint; a new epoch, so
+        news from an earlier launch of the trial is told apart."""
+        checkpoint = None if trial.restore_from_scratch else trial.latest_checkpoint
+        trial.epoch += 1
+        restored_iteration = checkpoint["training_iteration"] if checkpoint else 0
+        checkpoint_config = self.setup.checkpoint_config
+        return TrialSpec(
+            trial_id=trial.trial_id,
+            trial_name=trial.trial_name,
+            trial_relpath=trial.relpath,
+            experiment_name=self.setup.experiment_name,
+            experiment_tag=trial.experiment_tag,
+            config=trial.config,
+            storage=None,
+            epoch=trial.epoch,
+            restore_checkpoint=checkpoint["path"] if checkpoint else None,
+            restore_iteration=restored_iteration,
+            restore_time_total=checkpoint.get("time_total_s", 0.0) if checkpoint else 0.0,
+            local_stop=self._local_stop,
+            ack_window=self._ack_window,
+            checkpoint_frequency=checkpoint_config.checkpoint_frequency,
+            checkpoint_at_end=bool(checkpoint_config.checkpoint_at_end),
+            resources=trial.resources.total(),
+        )
+
+    def _request_for(self, config: dict) -> ResourceRequest:
+        return request_for(self.setup.trainable_resources, config)
+
+    def _custom_name(self, trial: Trial, creator: Any, default: str) -> str:
+        if creator is None:
+            return default
+        name = str(self._call_user(creator, _TrialView(trial)))
+        return name or default
+
+
+class _TrialView:
+    """What trial_name_creator / trial_dirname_creator receive: Ray Tune's Trial attributes."""
+
+    def __init__(self, trial: Trial):
+        self.trial_id = trial.trial_id
+        self.config = trial.config
+        self.experiment_tag = trial.experiment_tag
+        self.trainable_name = trial.trial_name.rsplit("_", 2)[0]
+
+    def __str__(self) -> str:
+        return f"{self.trainable_name}_{self.trial_id}"
+
+
+def _safe_dirname(name: str) -> str:
+    """One path component inside the experiment: ASCII only (128 bytes, under every filesystem's
+    name limit), no separators, no leading dots (so never `..`)."""
+    cleaned = "".join(c if (c.isascii() and c.isalnum()) or c in "-_.=," else "_" for c in name)
+    return cleaned[:128].strip(".") or "trial"
