@@ -230,10 +230,11 @@ class Controller:
     def _loop(self) -> None:
         while True:
             self._check_stop_conditions()
+            next_action_at = float("inf")  # when the loop has something to do without news
             if self._drain_reason is None:
                 self._create_trials()
                 self._launch()
-                self._queue_ahead()
+                next_action_at = self._queue_ahead()
             self._act_on_actor_deaths()
             idle = not self._busy_slots() and not self._dying
             if idle and (self._drain_reason is not None or self._all_done()):
@@ -242,9 +243,9 @@ class Controller:
             # followed by the next one (run() writes the final state)
             if self._dirty and self.state_writer.due():
                 self._write_state()
-            self._process(self._wait())
+            self._process(self._wait(next_action_at))
 
-    def _wait(self) -> list:
+    def _wait(self, until: float) -> list:
         refs = list(self._inflight)
         if not refs:
             time.sleep(0.05)
@@ -252,7 +253,8 @@ class Controller:
         # everything already done, in one call; block for the first one only when nothing is
         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
         if not ready:
-            ready, _ = ray.wait(refs, num_returns=1, timeout=self._next_queue_ahead())
+            timeout = min(0.2, max(0.0, until - time.monotonic()) + 0.001)
+            ready, _ = ray.wait(refs, num_returns=1, timeout=timeout)
         return ready
 
     def _all_done(self) -> bool:
@@ -358,27 +360,31 @@ class Controller:
         self._taken_back += len(trial_ids)
         slot.actor.drop_queued.remote(trial_ids)
 
-    def _queue_ahead(self) -> None:
+    def _queue_ahead(self) -> float:
         """Long trials: hand a busy actor its next trial QUEUE_AHEAD_S before its running one is
         expected to end, so it starts without waiting a controller turn (~3 ms here, ~0.35% of
-        1 s trials); take it back if the running one runs long (see QUEUE_AHEAD_S)."""
+        1 s trials); take it back if the running one runs long (see QUEUE_AHEAD_S). Returns
+        when the next of these is due (inf for none), for the loop's wait."""
+        next_due = float("inf")
         if not self._queues_ahead():
-            return
+            return next_due
         now = time.monotonic()
         for slot in self._busy_slots():
             action, due = self._queue_ahead_due(slot)
-            if action is None or due > now:
+            if action is None:
                 continue
-            if action == "queue":  # the poll returns now; its successor carries the trial
+            if due > now:
+                next_due = min(next_due, due)
+            elif action == "queue":  # the poll returns now; its successor carries the trial
                 slot.wants_next = True
                 slot.actor.wake.remote()
             else:
                 self._take_back(slot, [t.trial_id for t in slot.trials[1:]])
+        return next_due
 
     def _queue_ahead_due(self, slot: _Slot) -> tuple[str | None, float]:
         """What `_queue_ahead` will do for this slot ("queue" the next pending trial, or "take
-        back" the queued ones) and from when; (None, 0) for nothing. The FIFO scheduler that
-        queuing ahead requires runs pending trials in order: the next is pending[0]."""
+        back" the queued ones) and from when; (None, 0) for nothing."""
         launch = self._launches.get(slot.trials[0].trial_id) if slot.trials else None
         if launch is None:
             return None, 0.0
@@ -387,11 +393,16 @@ class Controller:
             # not behind a trial already running long: it would be taken back at once
             if slot.wants_next or time.monotonic() >= take_back_at:
                 return None, 0.0
-            if self.pending and self.trials[self.pending[0]].resources == slot.request:
+            if self._successor_waits(slot):
                 return "queue", launch[0] + self._trial_seconds - QUEUE_AHEAD_S
         elif not slot.taking_back:
             return "take back", take_back_at
         return None, 0.0
+
+    def _successor_waits(self, slot: _Slot) -> bool:
+        """Whether the next pending trial can follow the slot's running one: the FIFO scheduler
+        that queuing ahead requires runs pending trials in order."""
+        return bool(self.pending) and self.trials[self.pending[0]].resources == slot.request
 
     def _queues_ahead(self) -> bool:
         return (
@@ -400,17 +411,6 @@ class Controller:
             and self._drain_reason is None
             and self._trials_ended >= 2
         )
-
-    def _next_queue_ahead(self) -> float:
-        """How long the loop may wait for news before `_queue_ahead` has something to do."""
-        wait = 0.2
-        if self._queues_ahead():
-            now = time.monotonic()
-            for slot in self._busy_slots():
-                action, due = self._queue_ahead_due(slot)
-                if action is not None:
-                    wait = min(wait, max(0.0, due - now) + 0.001)
-        return wait
 
     def _at_concurrency_cap(self) -> bool:
         cap = self.setup.max_concurrent_trials
@@ -495,12 +495,7 @@ class Controller:
                 new_trials.append(self.trials[trial_id])
         if slot.wants_next:
             slot.wants_next = False
-            if (
-                self._queues_ahead()
-                and len(slot.trials) == 1
-                and self.pending
-                and self.trials[self.pending[0]].resources == slot.request
-            ):
+            if self._queues_ahead() and len(slot.trials) == 1 and self._successor_waits(slot):
                 new_trials.append(self.trials[self.pending.pop(0)])
                 self._queued_ahead += 1
         acks = {t.trial_id: ("finish" if t.stopping else None) for t in slot.trials}
