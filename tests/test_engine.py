@@ -319,10 +319,13 @@ def mostly_one_second(config):
 def test_long_trials_get_their_successor_queued_and_taken_back_from_a_slow_one(storage):
     """With 1 s trials, an actor gets its next trial shortly before the running one is expected
     to end; trial 5 runs three times as long, so the trial queued behind it is taken back for
-    another actor. Every trial still runs exactly once."""
+    another actor. Every trial still runs exactly once. Two at a time, so trials are still
+    pending when trial 5's successor is due (with four actors due at once and two pending, trial
+    5's actor could be one left without a successor)."""
     tuner = tune.Tuner(
         mostly_one_second,
         param_space={"i": tune.grid_search(list(range(10)))},
+        tune_config=tune.TuneConfig(max_concurrent_trials=2),
         run_config=tune.RunConfig(storage_path=storage, verbose=0),
     )
     results = tuner.fit()
