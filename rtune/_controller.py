@@ -774,15 +774,23 @@ class Controller:
             self._on_trial_finished(trial, "stopped")
 
     def _force_stop(self) -> None:
-        for _, trial, _ in self._dying:  # no time left to tell a lost actor from a lost Ray
-            trial.status = T.PAUSED
+        """Kill every trial actor now. Their news in flight is lost, not their work: each
+        stopped trial is brought up to what its actor had committed to storage, so the final
+        state records those checkpoints and fit()'s results show the matching last result."""
+        stopped = [trial for _, trial, _ in self._dying]  # no time to tell lost actor from Ray
         self._dying = []
         for ref, (_kind, slot) in list(self._inflight.items()):
             self._inflight.pop(ref, None)
             if slot.trial is not None:
-                slot.trial.status = T.PAUSED
-                slot.trial.stopping = False
+                stopped.append(slot.trial)
             self._kill(slot)
+        for trial in stopped:
+            trial.status = T.PAUSED
+            trial.stopping = False
+            try:
+                reconcile_with_storage(self.storage, trial)
+            except (OSError, ValueError) as exc:  # the restore reconciles again
+                self.warnings.append(f"could not read back {trial.trial_name}'s storage: {exc}")
 
     def _release(self, slot: _Slot) -> None:
         if self.setup.reuse_actors and self._drain_reason is None:
