@@ -13,7 +13,6 @@ actor committed it). Nothing in storage is deleted or rewritten here.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from dataclasses import dataclass
@@ -24,8 +23,8 @@ import pyarrow.fs as pafs
 
 from rtune import _experiment_state as state_io
 from rtune import _trial as T
-from rtune._results_log import HistoryDamage, max_epoch, read_history
-from rtune._storage import COMMIT_MARKER, Storage
+from rtune._results_log import HistoryDamage, epoch_starts, max_epoch, read_history, superseded
+from rtune._storage import Storage
 from rtune._trial import Trial
 
 
@@ -78,25 +77,24 @@ def _warn(message: str) -> None:
 
 def reconcile_with_storage(storage: Storage, trial: Trial) -> None:
     """Bring a trial's checkpoint pointer and epoch up to what storage holds."""
-    committed = storage.committed_checkpoints(trial.relpath)
-    known = {entry["path"] for entry in trial.committed_checkpoints}
-    for iteration, relpath in committed:
-        if relpath in known:
+    starts = epoch_starts(storage, trial.relpath)
+    usable = {}  # committed, and not from a run of the trial that a later one superseded
+    # a trial to restart from scratch has none: they are superseded once its restart begins
+    found = [] if trial.restore_from_scratch else storage.committed_checkpoints(trial.relpath)
+    for iteration, relpath, marker in found:
+        epoch = marker.get("epoch")
+        if isinstance(epoch, int) and superseded(epoch, iteration, starts):
             continue
-        marker = json.loads(storage.read_bytes(f"{relpath}/{COMMIT_MARKER}"))
-        trial.committed_checkpoints.append(
-            {
-                "path": relpath,
-                "training_iteration": iteration,
-                "time_total_s": marker.get("time_total_s", 0.0),
-                "metrics": {},
-            }
-        )
-    present = {relpath for _, relpath in committed}
-    checkpoints = sorted(
-        (e for e in trial.committed_checkpoints if e["path"] in present),
-        key=lambda e: e["training_iteration"],
-    )
+        usable[relpath] = {
+            "path": relpath,
+            "training_iteration": iteration,
+            "time_total_s": marker.get("time_total_s", 0.0),
+            "metrics": {},
+        }
+    for entry in trial.committed_checkpoints:  # what the state knows of them: their metrics
+        if entry["path"] in usable:
+            usable[entry["path"]] = entry
+    checkpoints = sorted(usable.values(), key=lambda e: e["training_iteration"])
     damage: list[HistoryDamage] = []
     history = read_history(storage, trial.relpath, damage)
     if damage:
@@ -111,7 +109,9 @@ def reconcile_with_storage(storage: Storage, trial: Trial) -> None:
             )
     trial.committed_checkpoints = checkpoints
     trial.latest_checkpoint = checkpoints[-1] if checkpoints else None
-    trial.epoch = max(trial.epoch, max_epoch(storage, trial.relpath))
+    # its directory exists, so some run of it began (epoch 0 at least) and may write on for a
+    # moment (an orphan of a killed run): the next run takes a higher epoch, superseding it
+    trial.epoch = max(trial.epoch, max_epoch(storage, trial.relpath), 0)
     newest = trial.latest_checkpoint["training_iteration"] if trial.latest_checkpoint else 0
     if newest > trial.iteration:
         # checkpoints the state never heard of (a driver killed while its trial actors ran on):
@@ -134,6 +134,7 @@ def apply_flags(trial: Trial, flags: RestoreFlags) -> None:
     if trial.status == T.ERROR:
         if flags.restart_errored:
             trial.status, trial.error, trial.restore_from_scratch = T.PENDING, None, True
+            trial.committed_checkpoints, trial.latest_checkpoint = [], None
         elif flags.resume_errored:
             trial.status, trial.error = T.PENDING, None
         return

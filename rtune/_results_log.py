@@ -1,9 +1,12 @@
 """A trial's result history in storage: append-only segments, one history on read.
 
 Every run of a trial (first start, retry, restore) is an *epoch*. An epoch that resumed from the
-checkpoint at iteration k writes a start marker `e0003-start-00000005`; a reader drops earlier
-epochs' rows past k. So after any number of crashes and restores the history holds each
-`training_iteration` once, and nothing written before is ever rewritten or deleted.
+checkpoint at iteration k writes a start marker `e0003-start-00000005`: what earlier epochs did
+past k is *superseded* (see `superseded`), so a reader drops their rows past k, and a restore
+never resumes from their checkpoints past k (an orphaned actor of a killed run may still commit
+one after a restore began; a restarted trial's old checkpoints stay in storage). So after any
+number of crashes and restores the history holds each `training_iteration` once, and nothing
+written before is ever rewritten or deleted.
 
 A segment is JSON lines, one result per line (`e0000-00000001-00000020.jsonl`). The trial actor
 only encodes JSON: building Arrow from Python rows makes pyarrow import pandas into every trial
@@ -194,15 +197,13 @@ def read_history(
             starts[int(match[1])] = int(match[2])
     kept: list[dict] = []
     found: list[HistoryDamage] = []
-    for epoch in sorted(set(segments) | set(starts)):
-        if epoch in starts:
-            kept = [row for row in kept if not _after(row, starts[epoch])]
-        # rows of this epoch past a later epoch's start are cut: damage there lost nothing
-        later = [start for later_epoch, start in starts.items() if later_epoch > epoch]
-        for first, last, path in sorted(segments.get(epoch, [])):
+    for epoch in sorted(segments):
+        for first, last, path in sorted(segments[epoch]):
+            if superseded(epoch, first, starts):
+                continue  # a later epoch restarted before any of its rows
             rows, problem = _read_segment(storage, path, first, last)
-            kept.extend(rows)
-            if problem is not None and (not later or problem.lost_from <= min(later)):
+            kept.extend(row for row in rows if not superseded(epoch, _iteration(row) or 0, starts))
+            if problem is not None and not superseded(epoch, problem.lost_from, starts):
                 found.append(problem)
     if damage is not None:
         damage.extend(found)
@@ -212,9 +213,24 @@ def read_history(
     return rows_to_table(kept) if kept else None
 
 
-def _after(row: dict, iteration: int) -> bool:
+def epoch_starts(storage: Storage, trial_relpath: str) -> dict[int, int]:
+    """{epoch: the iteration it resumed from} for every epoch that wrote a start marker."""
+    starts = {}
+    for info in storage.list_dir(posixpath.join(trial_relpath, RESULTS_DIR)):
+        if match := _START.match(info.base_name):
+            starts[int(match[1])] = int(match[2])
+    return starts
+
+
+def superseded(epoch: int, iteration: int, starts: dict[int, int]) -> bool:
+    """Whether a later epoch resumed from before `iteration`: then what `epoch` recorded at
+    `iteration` (a result, a checkpoint) belongs to a run of the trial that was abandoned."""
+    return any(later > epoch and start < iteration for later, start in starts.items())
+
+
+def _iteration(row: dict) -> int | None:
     done = row.get("training_iteration")
-    return isinstance(done, int) and done > iteration
+    return done if isinstance(done, int) and not isinstance(done, bool) else None
 
 
 def max_epoch(storage: Storage, trial_relpath: str) -> int:

@@ -235,16 +235,25 @@ class Storage:
         self.upload_dir(local_dir, relpath)
         self.write_json(posixpath.join(relpath, COMMIT_MARKER), metadata)
 
-    def committed_checkpoints(self, trial_relpath: str) -> list[tuple[int, str]]:
-        """(iteration, relpath) of every committed checkpoint of a trial, oldest first."""
+    def committed_checkpoints(self, trial_relpath: str) -> list[tuple[int, str, dict]]:
+        """(iteration, relpath, marker) of every committed checkpoint of a trial, oldest first.
+        The marker says which epoch (run of the trial) committed it; one that is not a JSON
+        object (a hand edit) still marks the checkpoint committed, of an unknown epoch."""
         found = []
         for info in self.list_dir(trial_relpath):
             name = info.base_name
             if info.type != pafs.FileType.Directory or not name.startswith("checkpoint_"):
                 continue
             relpath = posixpath.join(trial_relpath, name)
-            if self.exists(posixpath.join(relpath, COMMIT_MARKER)):
-                found.append((int(name.split("_")[-1]), relpath))
+            try:
+                marker = self.read_json(posixpath.join(relpath, COMMIT_MARKER))
+            except FileNotFoundError:
+                continue
+            except ValueError:
+                marker = {}
+            if not isinstance(marker, dict):
+                marker = {}
+            found.append((int(name.split("_")[-1]), relpath, marker))
         return sorted(found)
 
     def uncommit_and_delete(self, relpath: str) -> None:

@@ -253,6 +253,27 @@ def test_an_experiment_without_any_state_file_resumes_from_its_trials(stopped, t
     no_traceback(capfd.readouterr().err)
 
 
+def test_a_checkpoint_an_orphan_committed_after_a_restore_began_is_not_resumed_from(
+    stopped, tmp_path, capfd
+):
+    """After a kill -9, a trial actor of the killed run may live on for a moment and commit one
+    more checkpoint after a restore already resumed the trial from an older one. Here trial 0's
+    restore (epoch 1) began from checkpoint 2 and died at once; checkpoint 3 is the orphan's (its
+    marker says epoch 0). The next restore resumes from 2, as the history does: resuming from 3
+    would leave iteration 3 out of the history, which keeps epoch 1's view from iteration 2 on."""
+    path = copy_of(stopped, tmp_path)
+    trial = trial_dirs(path)[0]
+    with open(os.path.join(trial, "checkpoint_000003", ".rtune_committed")) as src:
+        assert json.load(src)["epoch"] == 0
+    open(os.path.join(trial, "results", "e0001-start-00000002"), "w").close()
+    before = contents(path)
+
+    results = tune.Tuner.restore(path).fit()
+    assert_finished_whole(results, {0: 2, 1: 3, 2: 3})
+    assert_nothing_lost(path, before)
+    no_traceback(capfd.readouterr().err)
+
+
 def _newest_snapshot(path: str) -> str:
     states = [os.path.join(path, f"experiment_state-{i}.json") for i in (0, 1)]
     return max(states, key=lambda name: json.load(open(name))["seq"])

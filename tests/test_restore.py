@@ -3,6 +3,7 @@ history per trial."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -65,6 +66,61 @@ def test_errored_trials_by_flag(
     assert list(by_id[1].metrics_dataframe["training_iteration"]) == expect_history
     if expect_start is not None:
         assert by_id[1].metrics["start"] == expect_start
+
+
+def fails_then_held(config):
+    """Five iterations with a checkpoint each. The first run fails at iteration 4; once the
+    marker exists, a run waits before iteration 2's report until rtune asks it to stop (or `go`
+    exists)."""
+    start = resume_iteration()
+    for it in range(start, 5):
+        if it == 3 and not os.path.exists(config["marker"]):
+            raise RuntimeError("fails until the marker exists")
+        if it == 1 and os.path.exists(config["marker"]):
+            deadline = time.monotonic() + 60
+            while not (
+                tune.get_context().stop_requested
+                or os.path.exists(config["go"])
+                or time.monotonic() > deadline
+            ):
+                time.sleep(0.02)
+        report_iteration(it + 1, {"it": it + 1, "start": start})
+
+
+@pytest.mark.slow
+def test_a_restarted_trial_stopped_midway_resumes_from_its_own_checkpoints(storage, tmp_path):
+    """restart_errored starts the trial over; stopped at iteration 2 of its restart, it resumes
+    from its own checkpoint 2, not from checkpoint 3 that the errored run left in storage."""
+    marker, go = tmp_path / "marker", tmp_path / "go"
+    config = {"marker": str(marker), "go": str(go)}
+    path = os.path.join(storage, "restart")
+    run_config = tune.RunConfig(storage_path=storage, name="restart", verbose=0)
+    errored = tune.Tuner(fails_then_held, param_space=config, run_config=run_config).fit()
+    assert errored[0].status == "ERROR" and errored[0].metrics["training_iteration"] == 3
+
+    marker.touch()
+    restarted_checkpoint = os.path.join(errored[0].path, "checkpoint_000001", ".rtune_committed")
+
+    def restart_committed_its_first_checkpoint() -> bool:
+        try:
+            with open(restarted_checkpoint) as src:
+                return json.load(src)["epoch"] > 0
+        except (OSError, ValueError):
+            return False
+
+    ctrl_c_when(restart_committed_its_first_checkpoint)
+    stopped = tune.Tuner.restore(path, restart_errored=True).fit()
+    assert stopped[0].status == "PAUSED" and stopped[0].metrics["training_iteration"] == 2
+    # the errored run's checkpoints are not the restarted trial's
+    restarted = [os.path.basename(c.path) for c, _ in stopped[0].best_checkpoints]
+    assert restarted == ["checkpoint_000001", "checkpoint_000002"]
+
+    go.touch()
+    results = tune.Tuner.restore(path).fit()
+    assert results[0].status == "TERMINATED"
+    assert results[0].metrics["start"] == 2
+    assert list(results[0].metrics_dataframe["training_iteration"]) == [1, 2, 3, 4, 5]
+    assert list(results[0].metrics_dataframe["it"]) == [1, 2, 3, 4, 5]
 
 
 def test_restore_without_the_trainable_and_with_a_wrong_one(storage, tmp_path):
