@@ -30,7 +30,18 @@ $(JOBS_VENV)/.installed: pyproject.toml $(VENV)/.installed
 	$(JOBS_VENV)/bin/python -m pip install -q -e . "ray[default]==$$($(PY) -c 'import ray; print(ray.__version__)')"
 	touch $@
 
-.PHONY: install demo test test-fast lint
+# Ray Tune beside rtune, for the side-by-side benchmarks (benchmarks/README.md): a venv of its own,
+# so the test venv stays what CI installs
+BENCH_VENV ?= .venv-bench
+$(BENCH_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install -q -e '.[bench]'
+	touch $@
+
+.PHONY: install demo test test-fast lint bench-install
+bench-install: $(BENCH_VENV)/.installed
+
 install: $(VENV)/.installed $(MOTO_VENV)/bin/moto_server $(JOBS_VENV)/.installed
 
 demo: $(VENV)/.installed
