@@ -27,6 +27,18 @@ def report_iteration(completed: int, metrics: dict) -> None:
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
 
 
+def hold_until_stopped(go_path: str, limit_s: float = 60) -> None:
+    """Wait inside an iteration until rtune asks the trial to stop (or `go_path` exists, or the
+    limit passes, so a broken test cannot hang): a test stops the run at a known iteration."""
+    import time
+
+    deadline = time.monotonic() + limit_s
+    while not (
+        tune.get_context().stop_requested or os.path.exists(go_path) or time.monotonic() > deadline
+    ):
+        time.sleep(0.02)
+
+
 def ctrl_c_when(condition, timeout_s: float = 60) -> None:
     """Send this process a real SIGINT, from a background thread, once `condition()` holds: the
     driver under test is the test process itself, and fit() is running in its main thread."""

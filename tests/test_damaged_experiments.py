@@ -23,7 +23,12 @@ import textwrap
 import time
 
 import pytest
-from iteration_checkpoints import ctrl_c_when, report_iteration, resume_iteration
+from iteration_checkpoints import (
+    ctrl_c_when,
+    hold_until_stopped,
+    report_iteration,
+    resume_iteration,
+)
 
 import rtune as tune
 from cluster.s3_server import CREDENTIALS as S3_CREDENTIALS
@@ -39,13 +44,7 @@ def steps(config):
     start = resume_iteration()
     for it in range(start, ITERATIONS):
         if it + 1 == HELD_AT:
-            deadline = time.monotonic() + 60
-            while not (
-                tune.get_context().stop_requested
-                or os.path.exists(config["go"])
-                or time.monotonic() > deadline
-            ):
-                time.sleep(0.02)
+            hold_until_stopped(config["go"])
         time.sleep(0.02)
         report_iteration(it + 1, {"it": it + 1, "start": start, "score": score(config, it + 1)})
 

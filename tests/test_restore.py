@@ -8,7 +8,12 @@ import os
 import time
 
 import pytest
-from iteration_checkpoints import ctrl_c_when, report_iteration, resume_iteration
+from iteration_checkpoints import (
+    ctrl_c_when,
+    hold_until_stopped,
+    report_iteration,
+    resume_iteration,
+)
 
 import rtune as tune
 
@@ -77,13 +82,7 @@ def fails_then_held(config):
         if it == 3 and not os.path.exists(config["marker"]):
             raise RuntimeError("fails until the marker exists")
         if it == 1 and os.path.exists(config["marker"]):
-            deadline = time.monotonic() + 60
-            while not (
-                tune.get_context().stop_requested
-                or os.path.exists(config["go"])
-                or time.monotonic() > deadline
-            ):
-                time.sleep(0.02)
+            hold_until_stopped(config["go"])
         report_iteration(it + 1, {"it": it + 1, "start": start})
 
 
