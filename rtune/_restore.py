@@ -23,7 +23,7 @@ import pyarrow.fs as pafs
 
 from rtune import _experiment_state as state_io
 from rtune import _trial as T
-from rtune._results_log import HistoryDamage, epoch_starts, max_epoch, read_history, superseded
+from rtune._results_log import HistoryDamage, index_results, read_history, superseded
 from rtune._storage import Storage
 from rtune._trial import Trial
 
@@ -77,13 +77,13 @@ def _warn(message: str) -> None:
 
 def reconcile_with_storage(storage: Storage, trial: Trial) -> None:
     """Bring a trial's checkpoint pointer and epoch up to what storage holds."""
-    starts = epoch_starts(storage, trial.relpath)
+    index = index_results(storage, trial.relpath)
     usable = {}  # committed, and not from a run of the trial that a later one superseded
     # a trial to restart from scratch has none: they are superseded once its restart begins
     found = [] if trial.restore_from_scratch else storage.committed_checkpoints(trial.relpath)
     for iteration, relpath, marker in found:
         epoch = marker.get("epoch")
-        if isinstance(epoch, int) and superseded(epoch, iteration, starts):
+        if isinstance(epoch, int) and superseded(epoch, iteration, index.starts):
             continue
         usable[relpath] = {
             "path": relpath,
@@ -96,7 +96,7 @@ def reconcile_with_storage(storage: Storage, trial: Trial) -> None:
             usable[entry["path"]] = entry
     checkpoints = sorted(usable.values(), key=lambda e: e["training_iteration"])
     damage: list[HistoryDamage] = []
-    history = read_history(storage, trial.relpath, damage)
+    history = read_history(storage, trial.relpath, damage, index)
     if damage:
         # results the history lost are recorded again: resume from a checkpoint before them
         lost_from = min(problem.lost_from for problem in damage)
@@ -111,7 +111,7 @@ def reconcile_with_storage(storage: Storage, trial: Trial) -> None:
     trial.latest_checkpoint = checkpoints[-1] if checkpoints else None
     # its directory exists, so some run of it began (epoch 0 at least) and may write on for a
     # moment (an orphan of a killed run): the next run takes a higher epoch, superseding it
-    trial.epoch = max(trial.epoch, max_epoch(storage, trial.relpath), 0)
+    trial.epoch = max(trial.epoch, index.max_epoch, 0)
     newest = trial.latest_checkpoint["training_iteration"] if trial.latest_checkpoint else 0
     if newest > trial.iteration:
         # checkpoints the state never heard of (a driver killed while its trial actors ran on):

@@ -176,25 +176,46 @@ def _arrow_rows(data: bytes) -> tuple[list[dict], str | None]:
     return rows, reason
 
 
+class ResultsIndex(NamedTuple):
+    """What a trial's results directory holds, from one listing: {epoch: the iteration it
+    resumed from} of every start marker, and {epoch: [(first, last, relpath)]} of its segments."""
+
+    starts: dict[int, int]
+    segments: dict[int, list[tuple[int, int, str]]]
+
+    @property
+    def max_epoch(self) -> int:
+        """The highest epoch that left anything (-1 if none); a new one goes above it."""
+        return max([*self.starts, *self.segments], default=-1)
+
+
+def index_results(storage: Storage, trial_relpath: str) -> ResultsIndex:
+    results_dir = posixpath.join(trial_relpath, RESULTS_DIR)
+    index = ResultsIndex({}, {})
+    for info in storage.list_dir(results_dir):
+        if match := _SEGMENT.match(info.base_name):
+            epoch, first, last = int(match[1]), int(match[2]), int(match[3])
+            index.segments.setdefault(epoch, []).append(
+                (first, last, posixpath.join(results_dir, info.base_name))
+            )
+        elif match := _START.match(info.base_name):
+            index.starts[int(match[1])] = int(match[2])
+    return index
+
+
 def read_history(
-    storage: Storage, trial_relpath: str, damage: list[HistoryDamage] | None = None
+    storage: Storage,
+    trial_relpath: str,
+    damage: list[HistoryDamage] | None = None,
+    index: ResultsIndex | None = None,
 ) -> pa.Table | None:
     """The trial's results, each training_iteration once, oldest first; None if none exist.
 
     A damaged segment gives the rows before its damage; its `HistoryDamage` is added to `damage`
     (or, without that list, printed as a warning naming the file) unless a later epoch restarted
-    before the damage, so the lost rows were superseded anyway. Nothing is rewritten."""
-    results_dir = posixpath.join(trial_relpath, RESULTS_DIR)
-    starts: dict[int, int] = {}
-    segments: dict[int, list[tuple[int, int, str]]] = {}
-    for info in storage.list_dir(results_dir):
-        if match := _SEGMENT.match(info.base_name):
-            epoch, first, last = int(match[1]), int(match[2]), int(match[3])
-            segments.setdefault(epoch, []).append(
-                (first, last, posixpath.join(results_dir, info.base_name))
-            )
-        elif match := _START.match(info.base_name):
-            starts[int(match[1])] = int(match[2])
+    before the damage, so the lost rows were superseded anyway. Nothing is rewritten. `index`:
+    the directory as the caller listed it already."""
+    starts, segments = index or index_results(storage, trial_relpath)
     kept: list[dict] = []
     found: list[HistoryDamage] = []
     for epoch in sorted(segments):
@@ -213,15 +234,6 @@ def read_history(
     return rows_to_table(kept) if kept else None
 
 
-def epoch_starts(storage: Storage, trial_relpath: str) -> dict[int, int]:
-    """{epoch: the iteration it resumed from} for every epoch that wrote a start marker."""
-    starts = {}
-    for info in storage.list_dir(posixpath.join(trial_relpath, RESULTS_DIR)):
-        if match := _START.match(info.base_name):
-            starts[int(match[1])] = int(match[2])
-    return starts
-
-
 def superseded(epoch: int, iteration: int, starts: dict[int, int]) -> bool:
     """Whether a later epoch resumed from before `iteration`: then what `epoch` recorded at
     `iteration` (a result, a checkpoint) belongs to a run of the trial that was abandoned."""
@@ -231,13 +243,3 @@ def superseded(epoch: int, iteration: int, starts: dict[int, int]) -> bool:
 def _iteration(row: dict) -> int | None:
     done = row.get("training_iteration")
     return done if isinstance(done, int) and not isinstance(done, bool) else None
-
-
-def max_epoch(storage: Storage, trial_relpath: str) -> int:
-    """The highest epoch that left anything in storage (-1 if none); a new one goes above it."""
-    highest = -1
-    for info in storage.list_dir(posixpath.join(trial_relpath, RESULTS_DIR)):
-        match = _SEGMENT.match(info.base_name) or _START.match(info.base_name)
-        if match:
-            highest = max(highest, int(match[1]))
-    return highest
