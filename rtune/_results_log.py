@@ -219,12 +219,13 @@ def read_history(
     kept: list[dict] = []
     found: list[HistoryDamage] = []
     for epoch in sorted(segments):
+        cut = _superseded_past(epoch, starts)
         for first, last, path in sorted(segments[epoch]):
-            if superseded(epoch, first, starts):
+            if first > cut:
                 continue  # a later epoch restarted before any of its rows
             rows, problem = _read_segment(storage, path, first, last)
-            kept.extend(row for row in rows if not superseded(epoch, _iteration(row) or 0, starts))
-            if problem is not None and not superseded(epoch, problem.lost_from, starts):
+            kept.extend(row for row in rows if (_iteration(row) or 0) <= cut)
+            if problem is not None and problem.lost_from <= cut:
                 found.append(problem)
     if damage is not None:
         damage.extend(found)
@@ -237,7 +238,12 @@ def read_history(
 def superseded(epoch: int, iteration: int, starts: dict[int, int]) -> bool:
     """Whether a later epoch resumed from before `iteration`: then what `epoch` recorded at
     `iteration` (a result, a checkpoint) belongs to a run of the trial that was abandoned."""
-    return any(later > epoch and start < iteration for later, start in starts.items())
+    return iteration > _superseded_past(epoch, starts)
+
+
+def _superseded_past(epoch: int, starts: dict[int, int]) -> float:
+    """The iteration past which what `epoch` recorded is superseded (inf: none of it)."""
+    return min((start for later, start in starts.items() if later > epoch), default=float("inf"))
 
 
 def _iteration(row: dict) -> int | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 
 import rtune as tune
 
@@ -30,8 +31,6 @@ def report_iteration(completed: int, metrics: dict) -> None:
 def hold_until_stopped(go_path: str, limit_s: float = 60) -> None:
     """Wait inside an iteration until rtune asks the trial to stop (or `go_path` exists, or the
     limit passes, so a broken test cannot hang): a test stops the run at a known iteration."""
-    import time
-
     deadline = time.monotonic() + limit_s
     while not (
         tune.get_context().stop_requested or os.path.exists(go_path) or time.monotonic() > deadline
@@ -44,7 +43,6 @@ def ctrl_c_when(condition, timeout_s: float = 60) -> None:
     driver under test is the test process itself, and fit() is running in its main thread."""
     import signal
     import threading
-    import time
 
     def watch() -> None:
         deadline = time.monotonic() + timeout_s
