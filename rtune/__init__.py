@@ -5,6 +5,7 @@ from rtune._config import CheckpointConfig, FailureConfig, RunConfig, TuneConfig
 from rtune._resources import PlacementGroupFactory, with_resources
 from rtune._session import get_checkpoint, get_context, report
 from rtune._storage import StorageError
+from rtune._strict import strict_api
 from rtune.checkpoint import Checkpoint
 from rtune.control import stop_experiment
 from rtune.result_grid import Result, ResultGrid, TrialError
@@ -84,3 +85,6 @@ __all__ = [
     "with_parameters",
     "with_resources",
 ]
+
+# a misspelled keyword anywhere in the public API is a TypeError naming the valid ones
+strict_api(globals(), __all__)

@@ -11,6 +11,7 @@ import os
 import secrets
 import sys
 import time
+import warnings
 from typing import Any
 
 import cloudpickle
@@ -162,13 +163,23 @@ class Tuner:
         restart_errored: bool = False,
         param_space: dict | None = None,
         storage_filesystem: Any = None,
-        **_ignored: Any,
+        _resume_config: Any = None,
     ) -> Tuner:
         """A Tuner that continues the experiment at `path`; call `fit()` on it.
 
         The trainable and param_space are read from the experiment when not given. Only trusted
-        paths: restoring unpickles code stored in the experiment directory."""
+        paths: restoring unpickles code stored in the experiment directory. `_resume_config` is
+        Ray Tune's (private) finer-grained resume control: accepted so a Ray Tune script runs,
+        with a warning, and ignored; the three flags decide."""
         from rtune._restore import RestoreFlags, prepare_restore
+
+        if _resume_config is not None:
+            warnings.warn(
+                "Tuner.restore: rtune does not support Ray Tune's _resume_config and ignores it; "
+                "use resume_unfinished, resume_errored and restart_errored",
+                UserWarning,
+                stacklevel=2,
+            )
 
         flags = RestoreFlags(resume_unfinished, resume_errored, restart_errored)
         restored = prepare_restore(path, storage_filesystem, trainable, param_space, flags)

@@ -3,7 +3,10 @@ nested search spaces, `reset_config` reuse, and the status block."""
 
 from __future__ import annotations
 
+import functools
 import os
+
+import pytest
 
 import rtune as tune
 from rtune.schedulers import TrialScheduler
@@ -132,3 +135,63 @@ def test_verbose_zero_prints_nothing(storage, capfd):
     tune.Tuner(echo, run_config=tune.RunConfig(storage_path=storage, verbose=0)).fit()
     captured = capfd.readouterr()
     assert "rtune" not in captured.out and "== Status ==" not in captured.out
+
+
+# ---- misspelled keywords (issue 11, item 5) ----
+
+
+def _public_callables():
+    """Every exported function and class constructor, and the public methods of the exported
+    classes users call (not the hook bases they subclass), as (label, callable)."""
+    import inspect
+
+    from rtune._strict import _HOOK_BASES
+
+    found = []
+    for name in tune.__all__:
+        obj = getattr(tune, name)
+        if inspect.isfunction(obj):
+            found.append((name, obj))
+        elif isinstance(obj, type) and not issubclass(obj, Exception):  # errors: rtune raises
+            found.append((name, obj))
+            if any(base.__name__ in _HOOK_BASES for base in obj.__mro__):
+                continue
+            for attr, member in vars(obj).items():
+                if attr.startswith("_"):
+                    continue
+                if isinstance(member, (classmethod, staticmethod)):
+                    found.append((f"{name}.{attr}", getattr(obj, attr)))
+                elif inspect.isfunction(member):
+                    found.append((f"{name}.{attr}", functools.partial(member, None)))
+    takes_any = []
+    for label, func in found:
+        target = func.func if isinstance(func, functools.partial) else func
+        params = inspect.signature(target).parameters.values()
+        if any(p.kind == p.VAR_KEYWORD for p in params):
+            takes_any.append(label)  # with_parameters(**objects), Trainable(**parameters)
+    return [(label, func) for label, func in found if label not in takes_any]
+
+
+PUBLIC = _public_callables()
+
+
+@pytest.mark.parametrize("label, func", PUBLIC, ids=[label for label, _ in PUBLIC])
+def test_a_misspelled_keyword_is_refused_with_the_valid_ones(label, func):
+    with pytest.raises(TypeError) as raised:
+        func(misspelled_argument=1)
+    message = str(raised.value)
+    assert "'misspelled_argument'" in message
+    assert "its keyword arguments are:" in message
+
+
+def test_a_close_match_is_suggested():
+    with pytest.raises(TypeError, match=r"'resume_errrored' \(did you mean 'resume_errored'\?\)"):
+        tune.Tuner.restore("/nowhere", resume_errrored=True)
+    with pytest.raises(TypeError, match=r"did you mean 'num_to_keep'.*checkpoint_score_order"):
+        tune.CheckpointConfig(num_to_kep=2)
+
+
+def test_ray_tunes_resume_config_is_accepted_with_a_warning(tmp_path):
+    with pytest.warns(UserWarning, match="_resume_config"):
+        with pytest.raises(FileNotFoundError):
+            tune.Tuner.restore(str(tmp_path / "missing"), _resume_config=object())
