@@ -21,6 +21,9 @@ from rtune._storage import Storage, encode_json
 STATE_FILES = ("experiment_state-0.json", "experiment_state-1.json")
 DELTA_PREFIX = "experiment_delta-"
 METADATA_FILE = "tuner.pkl"
+# a second copy: a damaged tuner.pkl (a faulty disk, a half-done copy) does not cost the experiment
+METADATA_COPY = "tuner_copy.pkl"
+METADATA_FILES = (METADATA_FILE, METADATA_COPY)
 FORMAT_VERSION = 1
 
 
@@ -33,13 +36,55 @@ def unpack(text: str) -> Any:
 
 
 def write_metadata(storage: Storage, metadata: dict) -> None:
-    storage.write_atomic(
-        METADATA_FILE, cloudpickle.dumps({"format_version": FORMAT_VERSION, **metadata})
-    )
+    """Both copies, each replaced atomically; the user objects inside are pickled one by one
+    (bytes), so the outer dict loads without running user code."""
+    data = cloudpickle.dumps({"format_version": FORMAT_VERSION, **metadata})
+    for name in METADATA_FILES:
+        storage.write_atomic(name, data)
 
 
-def read_metadata(storage: Storage) -> dict:
-    return cloudpickle.loads(storage.read_bytes(METADATA_FILE))
+# the fields of the metadata and their types; the user objects are bytes, loaded one by one
+_METADATA_FIELDS: dict[str, tuple[type, ...]] = {
+    "format_version": (int,),
+    "trainable_name": (str,),
+    "experiment_uid": (str,),
+    "created": (int, float),
+    "trainable": (bytes,),
+    "param_space": (bytes,),
+    "tune_config": (bytes,),
+    "run_config": (bytes,),
+}
+
+
+def read_metadata(storage: Storage) -> tuple[list[tuple[str, dict]], list[str]]:
+    """The whole copies of the metadata as (file name, metadata), tuner.pkl first, and what was
+    wrong with the others. A copy is whole when it unpickles to a dict of the expected fields;
+    one of a different experiment (another uid than tuner.pkl's) is not used."""
+    copies: list[tuple[str, dict]] = []
+    problems = []
+    for name in METADATA_FILES:
+        if not storage.exists(name):
+            continue
+        try:
+            metadata = cloudpickle.loads(storage.read_bytes(name))
+            _check_metadata(metadata)
+        except Exception as exc:  # any unpickling failure is damage: EOFError, UnpicklingError...
+            problems.append(f"{storage.uri(name)} is damaged ({type(exc).__name__}: {exc})")
+            continue
+        if copies and metadata["experiment_uid"] != copies[0][1]["experiment_uid"]:
+            continue  # a copy left from an earlier run under this name
+        copies.append((name, metadata))
+    return copies, problems
+
+
+def _check_metadata(metadata: Any) -> None:
+    if not isinstance(metadata, dict):
+        raise ValueError(f"it holds a {type(metadata).__name__}, not the metadata dict")
+    if metadata.get("format_version") != FORMAT_VERSION:
+        return  # another format: the caller says which
+    for name, types in _METADATA_FIELDS.items():
+        if not isinstance(metadata.get(name), types):
+            raise ValueError(f"its {name!r} is missing or not a {types[0].__name__}")
 
 
 class StateWriter:
@@ -277,7 +322,8 @@ def read_state(storage: Storage) -> tuple[dict | None, list[str]]:
         raise DamagedState(
             "Cannot restore: every experiment state file is damaged: "
             + "; ".join(problems)
-            + ". Nothing in storage was changed."
+            + ". Nothing in storage was changed; the trials' results and checkpoints are "
+            "untouched. Put back a whole copy of either file (from a backup) and restore again."
         )
     if not snapshots:
         return None, problems

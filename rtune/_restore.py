@@ -36,14 +36,15 @@ class RestoreFlags:
 
 
 def open_experiment(path: str | os.PathLike, filesystem: Any = None) -> Storage:
-    """The experiment's storage, or a clear error naming the path and what is missing."""
+    """The experiment's storage, or a clear error naming the path and what is missing. Whether
+    the metadata is whole is not read here (see `read_metadata`)."""
     path = os.fspath(path)
     if "://" not in path:
         path = os.path.expanduser(path)
     storage = Storage.at(path, filesystem)
     if not storage.exists(""):
         raise FileNotFoundError(f"Cannot restore: {storage.uri()} does not exist")
-    if not storage.exists(state_io.METADATA_FILE):
+    if not any(storage.exists(name) for name in state_io.METADATA_FILES):
         raise ValueError(
             f"Cannot restore: {storage.uri()} is not an rtune experiment "
             f"(it has no {state_io.METADATA_FILE})"
@@ -51,15 +52,27 @@ def open_experiment(path: str | os.PathLike, filesystem: Any = None) -> Storage:
     return storage
 
 
-def read_metadata(storage: Storage) -> dict:
-    metadata = state_io.read_metadata(storage)
-    version = metadata.get("format_version")
+def read_metadata(storage: Storage) -> list[tuple[str, dict]]:
+    """The whole copies of the experiment's metadata, best first; a damaged one is warned about
+    and skipped, and none whole is an error saying what to do. Nothing is rewritten here."""
+    copies, problems = state_io.read_metadata(storage)
+    if not copies:
+        raise ValueError(
+            f"Cannot restore {storage.uri()}: its metadata (the trainable, param_space and configs "
+            f"it was started with) is damaged in every copy: {'; '.join(problems)}. Nothing in "
+            f"storage was changed, and the trials' results and checkpoints in it are untouched. "
+            f"Put back a whole {state_io.METADATA_FILE} (from a backup), or start a new "
+            "experiment under another name."
+        )
+    for problem in problems:
+        _warn(f"{problem}; restoring from {storage.uri(copies[0][0])}")
+    version = copies[0][1].get("format_version")
     if version != state_io.FORMAT_VERSION:
         raise ValueError(
             f"Cannot restore {storage.uri()}: it was written in experiment format {version}, "
             f"this rtune reads format {state_io.FORMAT_VERSION}"
         )
-    return metadata
+    return copies
 
 
 def read_state(storage: Storage) -> dict | None:
@@ -164,14 +177,24 @@ def restore_trials(
     return trials
 
 
-def _load(metadata: dict, key: str, storage: Storage, hint: str) -> Any:
-    try:
-        return cloudpickle.loads(metadata[key])
-    except Exception as exc:
-        raise ValueError(
-            f"Cannot load the {key} stored in {storage.uri()}/{state_io.METADATA_FILE}: "
-            f"{type(exc).__name__}: {exc}. {hint}"
-        ) from exc
+def _load(copies: list[tuple[str, dict]], key: str, storage: Storage, hint: str) -> Any:
+    """One user object from the first copy that loads it; each is loaded on its own, so one that
+    cannot be (its module is gone) hides none of the others."""
+    failures = []
+    for name, metadata in copies:
+        try:
+            value = cloudpickle.loads(metadata[key])
+        except Exception as exc:
+            failures.append(f"{storage.uri(name)}: {type(exc).__name__}: {exc}")
+            continue
+        if failures:
+            _warn(f"the {key} in {failures[0]}; using the one in {storage.uri(name)}")
+        return value
+    raise ValueError(
+        f"Cannot restore {storage.uri()}: cannot load the {key} stored with it "
+        f"({'; '.join(failures)}). Nothing in storage was changed. "
+        + (hint or "Check that the modules it needs are importable here.")
+    )
 
 
 def prepare_restore(
@@ -181,11 +204,12 @@ def prepare_restore(
     from rtune.trainable import trainable_name
 
     storage = open_experiment(path, filesystem)
-    metadata = read_metadata(storage)
+    copies = read_metadata(storage)
+    metadata = copies[0][1]
     stored_name = metadata["trainable_name"]
     if trainable is None:
         trainable = _load(
-            metadata,
+            copies,
             "trainable",
             storage,
             "Pass the trainable again: Tuner.restore(path, trainable=...)",
@@ -195,10 +219,18 @@ def prepare_restore(
             f"Tuner.restore: the experiment at {storage.uri()} was run with trainable "
             f"{stored_name!r}, not {trainable_name(trainable)!r}"
         )
-    stored_space = _load(metadata, "param_space", storage, "")
-    if param_space is not None:
-        check_same_space(stored_space, param_space)
-    run_config = _load(metadata, "run_config", storage, "")
+    if param_space is None:
+        stored_space = _load(
+            copies,
+            "param_space",
+            storage,
+            "Pass it again: Tuner.restore(path, param_space=...) (the one the run started with).",
+        )
+    else:
+        stored_space = _load_or_none(copies, "param_space")
+        if stored_space is not None:  # damaged: the given one stands in for it
+            check_same_space(stored_space, param_space)
+    run_config = _load(copies, "run_config", storage, "")
     run_config.storage_filesystem = filesystem
     run_config.storage_path = storage.parent_uri()
     state = read_state(storage)
@@ -214,7 +246,7 @@ def prepare_restore(
         "storage": storage,
         "trainable": trainable,
         "param_space": param_space if param_space is not None else stored_space,
-        "tune_config": _load(metadata, "tune_config", storage, ""),
+        "tune_config": _load(copies, "tune_config", storage, ""),
         "run_config": run_config,
         "state": state,
         "experiment_uid": metadata["experiment_uid"],
@@ -223,6 +255,15 @@ def prepare_restore(
         "known_trial_dirs": trial_dirs,
         "param_space_given": param_space is not None,
     }
+
+
+def _load_or_none(copies: list[tuple[str, dict]], key: str) -> Any:
+    for _name, metadata in copies:
+        try:
+            return cloudpickle.loads(metadata[key])
+        except Exception:
+            continue
+    return None
 
 
 def _check_unpacks(storage: Storage, state: dict) -> None:

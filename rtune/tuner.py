@@ -107,6 +107,22 @@ class Tuner:
         self._result_grid: ResultGrid | None = None
         self.last_run_stats: dict | None = None
         self._warned = self._events = 0
+        self._fresh_metadata: dict | None = None
+        if _restored is None:
+            self._write_first_metadata()
+
+    def _write_first_metadata(self) -> None:
+        """Write the new experiment's metadata now, so `Tuner.can_restore` holds before `fit()`
+        and a driver killed while `fit()` starts up leaves a restorable experiment. Only where
+        none is written yet: a live run's (or an earlier run's) is never replaced here; `fit()`
+        writes it after checking that it is the experiment's one writer."""
+        _check_picklable(self.trainable)
+        _pending_demand()  # bad input is refused before anything is written
+        storage = self._storage()
+        metadata = self._metadata()
+        if not any(storage.exists(name) for name in state_io.METADATA_FILES):
+            storage.makedirs()
+            state_io.write_metadata(storage, metadata)
 
     def _make_searcher(self) -> Searcher:
         tc = self.tune_config
@@ -141,9 +157,12 @@ class Tuner:
 
     def _metadata(self) -> dict:
         """Each user object is pickled on its own, so restore can read the rest even when one of
-        them (say, the trainable's module) cannot be loaded any more."""
+        them (say, the trainable's module) cannot be loaded any more. Made once: `Tuner(...)` and
+        its `fit()` write the same experiment (one uid, one name)."""
+        if self._fresh_metadata is not None:
+            return self._fresh_metadata
         run_config = RunConfig(**{**self.run_config.__dict__, "storage_filesystem": None})
-        return {
+        metadata = {
             "trainable_name": trainable_name(self.trainable),
             "experiment_uid": secrets.token_hex(3)[:5],
             "created": time.time(),
@@ -152,6 +171,8 @@ class Tuner:
             "tune_config": cloudpickle.dumps(self.tune_config),
             "run_config": cloudpickle.dumps(run_config),
         }
+        self._fresh_metadata = metadata
+        return metadata
 
     @classmethod
     def restore(
@@ -222,14 +243,6 @@ class Tuner:
 
     def fit(self) -> ResultGrid:
         pending_demand = _pending_demand()  # bad input fails here, before anything is written
-        try:
-            cloudpickle.dumps(self.trainable)
-        except Exception as exc:
-            raise TypeError(
-                f"The trainable {trainable_name(self.trainable)} cannot be pickled, so it cannot "
-                "be "
-                f"sent to trial actors: {exc}"
-            ) from exc
         storage = self._storage()
         ensure_ray()
         name = controller_name(storage)
@@ -431,6 +444,17 @@ class Tuner:
         trials = [Trial.from_state(t) for t in state["trials"]]
         tc = self.tune_config
         return ResultGrid(trials, self._restored["storage"], tc.metric, tc.mode)
+
+
+def _check_picklable(trainable: Any) -> None:
+    """Trial actors get the trainable pickled: one that cannot be is refused at `Tuner(...)`."""
+    try:
+        cloudpickle.dumps(trainable)
+    except Exception as exc:
+        raise TypeError(
+            f"The trainable {trainable_name(trainable)} cannot be pickled, so it cannot be sent "
+            f"to trial actors: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def _pending_demand() -> int:

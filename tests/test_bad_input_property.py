@@ -496,7 +496,7 @@ def test_resource_name_that_is_not_a_string_is_named(name):
     refused(lambda: tune.Tuner(tune.with_resources(simple, {name: 1})), "resource", repr(name))
 
 
-# --- checks that can only run in fit(): nothing may reach storage ---
+# --- checks of what reaches storage: refused before anything is written ---
 
 
 def nothing_written(storage: str) -> bool:
@@ -541,8 +541,11 @@ UNPICKLABLE_TRAINABLES = {
 def test_unpicklable_trainable_is_refused_before_anything_is_written(storage, wrapper, kind):
     trainable = UNPICKLABLE_TRAINABLES[wrapper](UNCOPYABLE[kind]())
     name = f"unpicklable_{uuid.uuid4().hex[:8]}"
-    tuner = tune.Tuner(trainable, run_config=tune.RunConfig(storage_path=storage, name=name))
-    refused(tuner.fit, "cannot be pickled", trainable.__name__)
+    refused(
+        lambda: tune.Tuner(trainable, run_config=tune.RunConfig(storage_path=storage, name=name)),
+        "cannot be pickled",
+        trainable.__name__,
+    )
     assert nothing_written(storage)
 
 
@@ -563,8 +566,8 @@ def test_bad_pending_trials_setting_is_refused_before_anything_is_written(storag
     saved = os.environ.get("RTUNE_MAX_PENDING_TRIALS")
     os.environ["RTUNE_MAX_PENDING_TRIALS"] = raw
     try:
-        tuner = tune.Tuner(simple, run_config=tune.RunConfig(storage_path=storage, name="x"))
-        refused(tuner.fit, "RTUNE_MAX_PENDING_TRIALS")
+        run_config = tune.RunConfig(storage_path=storage, name="x")
+        refused(lambda: tune.Tuner(simple, run_config=run_config).fit(), "RTUNE_MAX_PENDING_TRIALS")
     finally:
         if saved is None:
             del os.environ["RTUNE_MAX_PENDING_TRIALS"]
@@ -586,7 +589,9 @@ def test_storage_uri_with_credentials_is_refused_without_echoing_the_secret(
         if in_query
         else f"s3://{user}:{secret}@bucket/exps"
     )
-    tuner = tune.Tuner(simple, run_config=tune.RunConfig(storage_path=uri, name="x"))
-    error = refused(tuner.fit, "storage path", "credentials")
+    run_config = tune.RunConfig(storage_path=uri, name="x")
+    error = refused(
+        lambda: tune.Tuner(simple, run_config=run_config).fit(), "storage path", "credentials"
+    )
     assert secret not in str(error)
     assert nothing_written(storage)
