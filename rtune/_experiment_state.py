@@ -3,8 +3,8 @@
 Owned guarantees: each state file is replaced atomically (see `Storage.write_atomic`), so a reader
 sees a whole state. Writes alternate between two files, so the previous state survives when the
 newest one is damaged by hand or by a faulty store. The metadata (trainable, param space, configs)
-is written once, before the controller starts, so any state that exists can be restored without
-the user's code.
+is written before any state (by `Tuner(...)` where none exists, and by a fresh `fit()`), in two
+copies, so any state that exists can be restored without the user's code.
 """
 
 from __future__ import annotations

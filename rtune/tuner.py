@@ -216,7 +216,11 @@ class Tuner:
 
     @classmethod
     def can_restore(cls, path: str | os.PathLike, storage_filesystem: Any = None) -> bool:
-        """Whether `path` holds an rtune experiment that `Tuner.restore` can continue."""
+        """Whether `path` holds an rtune experiment (its metadata, from `Tuner(...)` on).
+
+        Damage is not judged here: a damaged experiment is still one, and `Tuner.restore` then
+        recovers it or says what is wrong, where False would let a script's fresh `Tuner` run
+        over it. False only when the path or its metadata does not exist."""
         from rtune._restore import open_experiment
 
         try:

@@ -117,7 +117,7 @@ def test_a_bad_pending_trials_setting_is_refused_before_anything_is_written(
 ):
     monkeypatch.setenv("RTUNE_MAX_PENDING_TRIALS", "many")
     storage = tmp_path / "results"
-    tuner = tune.Tuner(simple, run_config=tune.RunConfig(storage_path=str(storage), name="x"))
+    run_config = tune.RunConfig(storage_path=str(storage), name="x")
     with pytest.raises(ValueError, match="RTUNE_MAX_PENDING_TRIALS must be a whole number"):
-        tuner.fit()
+        tune.Tuner(simple, run_config=run_config).fit()  # at Tuner(...), which writes metadata
     assert not storage.exists()

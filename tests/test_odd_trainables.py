@@ -317,9 +317,8 @@ def _class_holding(lock):
 @pytest.mark.parametrize("make", [_function_closing_over, _class_holding])
 def test_an_unpicklable_trainable_fails_clearly_before_anything_is_written(storage, make):
     trainable = make(threading.Lock())
-    tuner = tune.Tuner(trainable, run_config=tune.RunConfig(storage_path=storage, name="lock"))
-    with pytest.raises(TypeError, match="cannot be pickled") as info:
-        tuner.fit()
+    with pytest.raises(TypeError, match="cannot be pickled") as info:  # at Tuner(...)
+        tune.Tuner(trainable, run_config=tune.RunConfig(storage_path=storage, name="lock"))
     assert trainable.__name__ in str(info.value)
     assert "lock" in str(info.value)  # pickle's own reason: "cannot pickle '_thread.lock' ..."
     assert not os.path.exists(storage)
