@@ -107,5 +107,10 @@ def strict_api(namespace: dict, names: list[str]) -> None:
                 for base in obj.__mro__
             )
             strict_class(obj, methods=not hooks)
-        elif inspect.isfunction(obj):
-            namespace[name] = strict(obj, name)
+        elif inspect.isfunction(obj) and not getattr(obj, _WRAPPED, False):
+            checked = strict(obj, name)
+            if checked is not obj:
+                # pickled by reference as `rtune.<name>` (the original's module holds the
+                # unwrapped function, so pickle would refuse the wrapper as "not the same object")
+                checked.__module__, checked.__qualname__ = namespace["__name__"], name
+            namespace[name] = checked

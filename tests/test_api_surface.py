@@ -195,3 +195,14 @@ def test_ray_tunes_resume_config_is_accepted_with_a_warning(tmp_path):
     with pytest.warns(UserWarning, match="_resume_config"):
         with pytest.raises(FileNotFoundError):
             tune.Tuner.restore(str(tmp_path / "missing"), _resume_config=object())
+
+
+def test_the_checked_functions_still_pickle_as_themselves():
+    """A trainable that holds `tune.report` (or a search-space function) is pickled for its trial
+    actors: the wrapped functions pickle by reference, as the originals did."""
+    import pickle
+
+    for name in tune.__all__:
+        obj = getattr(tune, name)
+        if callable(obj) and not isinstance(obj, type):
+            assert pickle.loads(pickle.dumps(obj)) is obj, name
