@@ -4,6 +4,7 @@ resource), on 127.0.0.1 only."""
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 import ray
@@ -15,6 +16,9 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 # Ray resolves 127.0.0.1 to the machine's reachable address unless told it runs single-node; tests
 # keep all traffic on loopback, so every Ray started here (and in subprocess drivers) uses it.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+# Tuner(...) writes its experiment's metadata: a test that builds one without a storage_path
+# writes under this, not under the default ~/rtune_results
+os.environ.setdefault("RTUNE_STORAGE_PATH", tempfile.mkdtemp(prefix="rtune-tests-"))
 # The test S3 server's credentials, in the environment before any Ray starts: Ray's workers (the
 # controller and trial actors write to storage) inherit the environment Ray started with, as on a
 # real cluster whose nodes carry the credentials. Without them, pyarrow sends unsigned, chunked
