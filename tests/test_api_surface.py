@@ -145,11 +145,14 @@ def _public_callables():
     classes users call (not the hook bases they subclass), as (label, callable)."""
     import inspect
 
+    import rtune.search
     from rtune._strict import _HOOK_BASES
 
     found = []
-    for name in tune.__all__:
-        obj = getattr(tune, name)
+    names = [(tune, name) for name in tune.__all__]
+    names += [(rtune.search, n) for n in rtune.search.__all__ if n not in tune.__all__]
+    for module, name in names:
+        obj = getattr(module, name)
         if inspect.isfunction(obj):
             found.append((name, obj))
         elif isinstance(obj, type) and not issubclass(obj, Exception):  # errors: rtune raises
@@ -202,7 +205,10 @@ def test_the_checked_functions_still_pickle_as_themselves():
     actors: the wrapped functions pickle by reference, as the originals did."""
     import pickle
 
-    for name in tune.__all__:
-        obj = getattr(tune, name)
-        if callable(obj) and not isinstance(obj, type):
-            assert pickle.loads(pickle.dumps(obj)) is obj, name
+    import rtune.search
+
+    for module in (tune, rtune.search):
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if callable(obj) and not isinstance(obj, type):
+                assert pickle.loads(pickle.dumps(obj)) is obj, name

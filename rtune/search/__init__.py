@@ -1,5 +1,6 @@
 """Search spaces and search algorithms, with Ray Tune's public names (like `ray.tune.search`)."""
 
+from rtune._strict import strict_api
 from rtune.search.sample import (
     Categorical,
     Domain,
@@ -45,3 +46,6 @@ __all__ = [
     "sample_from",
     "uniform",
 ]
+
+# a misspelled keyword is a TypeError naming the valid ones (rtune/_strict.py)
+strict_api(globals(), __all__)
