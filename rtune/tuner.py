@@ -34,7 +34,12 @@ from rtune._resources import resources_for
 from rtune._signals import StopRequests, forward_stop_signals
 from rtune._storage import Storage
 from rtune._trial import Trial
-from rtune.control import CONTROLLER_NAMESPACE, controller_name, posix_basename
+from rtune.control import (
+    CONTROLLER_NAMESPACE,
+    controller_name,
+    local_cluster_address,
+    posix_basename,
+)
 from rtune.result_grid import ResultGrid
 from rtune.schedulers import FIFOScheduler
 from rtune.search import BasicVariantGenerator, Searcher
@@ -66,13 +71,8 @@ def _cluster_id() -> str:
 def _live_local_cluster() -> str | None:
     """The address in /tmp/ray/ray_current_cluster when a GCS still serves it. Ray's own lookup
     trusts that file, which a killed cluster leaves behind: joining it would hang."""
-    try:
-        from ray._private.services import find_bootstrap_address, find_gcs_addresses
-
-        address = find_bootstrap_address(None)
-        return address if address and address in find_gcs_addresses() else None
-    except Exception:  # private helpers: if they moved, start an embedded Ray
-        return None
+    address, alive = local_cluster_address()
+    return address if alive else None
 
 
 class Tuner:
