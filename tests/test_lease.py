@@ -12,11 +12,12 @@ import json
 import os
 import signal
 import threading
+import time
 
 import pytest
 import ray
 import test_signals
-from test_signals import EXIT_TIMEOUT_S, RUN_TIMEOUT_S, assert_completed, reap
+from test_signals import EXIT_TIMEOUT_S, RUN_TIMEOUT_S, assert_completed, reap, wait_until
 
 import rtune as tune
 from rtune._lease import LEASE_FILE, ExperimentLeased
@@ -167,3 +168,48 @@ def test_a_damaged_lease_counts_as_expired(storage, capfd):
     assert f"the lease file {os.path.join(path, LEASE_FILE)} is damaged" in err, err
     assert "Traceback" not in err
     assert lease_of(path) is None
+
+
+def slow(config: dict) -> None:
+    for i in range(60):
+        time.sleep(0.25)
+        tune.report({"i": i})
+
+
+def test_a_run_whose_lease_was_taken_stops_writing_and_says_why(storage):
+    """Two starters raced on an object store, or this run's lease expired while it was cut off:
+    the lease names another holder, and this run stops instead of interleaving its state."""
+    path = os.path.join(storage, "taken")
+    tuner = tune.Tuner(
+        slow, run_config=tune.RunConfig(storage_path=storage, name="taken", verbose=0)
+    )
+    outcome: list = []
+    run = threading.Thread(target=lambda: outcome.append(_outcome(tuner.fit)))
+    run.start()
+    try:
+        wait_until(lambda: controller_renews(path), "the controller's renewal", 60)
+
+        def taken() -> bool:  # as a taker does: write, then verify (a renewal may overwrite it)
+            foreign_lease(path, ttl_s=15)
+            time.sleep(0.2)
+            return json.loads(lease_of(path))["token"] == "f" * 32
+
+        wait_until(taken, "the lease taken", 30)
+    finally:
+        run.join(timeout=90)
+    assert not run.is_alive()
+    assert isinstance(outcome[0], ExperimentLeased), outcome
+    assert "another-host.example" in str(outcome[0])
+    assert json.loads(lease_of(path))["token"] == "f" * 32  # the new holder's, untouched
+
+
+def controller_renews(path: str) -> bool:
+    lease = lease_of(path)
+    return lease is not None and json.loads(lease)["controller_started"]
+
+
+def _outcome(call):
+    try:
+        return call()
+    except Exception as exc:
+        return exc
