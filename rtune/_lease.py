@@ -134,7 +134,7 @@ def acquire(
     """Take the experiment's lease for `mine`, or raise `ExperimentLeased` naming the holder.
     `controller_alive(held)`: whether the holder's controller actor lives, when this process is
     on the holder's Ray cluster and can tell (None: cannot tell)."""
-    watched: tuple[int, float] | None = None  # (renewal counter seen first, when, our clock)
+    watched: tuple[str, int, float] | None = None  # (token, renewals) seen first, when (ours)
     while True:
         held = read_lease(storage)
         if held is None:
@@ -154,15 +154,15 @@ def acquire(
             now = time.monotonic()
             ttl = min(max(held.ttl_s, 0.1), MAX_TTL_S)
             if watched is None:
-                watched = (held.renewals, now)
+                watched = (held.token, held.renewals, now)
                 print(
                     f"rtune: {lease_path(storage)} is held by {held.describe()}; waiting up to "
                     f"{ttl:g} s for it to be renewed (the holder is alive) or to expire",
                     file=sys.stderr,
                 )
-            elif held.renewals != watched[0]:
+            elif (held.token, held.renewals) != watched[:2]:  # renewed, or taken: a live holder
                 raise _refusal(storage, held)
-            if now - watched[1] < ttl:
+            if now - watched[2] < ttl:
                 time.sleep(min(0.5, ttl / 5))
                 continue
         print(
