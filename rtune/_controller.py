@@ -23,6 +23,7 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from rtune import _trial as T
 from rtune._experiment_state import StateWriter, pack, unpack
+from rtune._lease import ExperimentLeased, LeaseKeeper, LeaseRecord
 from rtune._resources import ResourceRequest, actors_that_fit, can_ever_fit, static_request
 from rtune._restore import reconcile_with_storage
 from rtune._storage import Storage, StorageError
@@ -94,6 +95,7 @@ class ExperimentSetup:
     # actors per resource shape that wait for resources beyond what the cluster holds now: the
     # demand an autoscaler sees (RTUNE_MAX_PENDING_TRIALS in the driver's environment)
     pending_demand: int = 1
+    lease: LeaseRecord | None = None  # taken by the driver (rtune/_lease.py)
 
 
 @dataclass
@@ -161,6 +163,11 @@ class Controller:
         # trial id -> (started at, restore_from_scratch, last_result) as they were before the
         # start, so a trial dropped before it began (a drain reached it queued) is as it was
         self._launches: dict[str, tuple[float, bool, dict]] = {}
+        self._lease = (
+            LeaseKeeper(setup.storage, setup.lease, self._on_lease_lost)
+            if setup.lease is not None
+            else None
+        )
 
     # ---- driver-facing API (called from other actor threads) ----
 
@@ -190,6 +197,8 @@ class Controller:
     def run(self, first: FirstTrials | None = None) -> dict:
         """Run the experiment, from what the driver started while this controller started."""
         cpu_at_start = time.thread_time()
+        if self._lease is not None:
+            self._lease.start(controller_started=True)  # renewed from a thread from here on
         if first is not None:
             self._adopt(first)
         try:
@@ -204,6 +213,8 @@ class Controller:
         finally:
             self._release_all_actors()
             self._write_state()  # after a storage failure, a last short try
+            if self._lease is not None:
+                self._lease.release()
             self._loop_cpu_s = time.thread_time() - cpu_at_start
             self._done = True
         return self._summary()
@@ -851,6 +862,8 @@ class Controller:
         }
 
     def _write_state(self) -> None:
+        if self._lease is not None and self._lease.lost:
+            return  # another run owns the experiment now
         started = time.monotonic()
         try:
             self.state_writer.write(self._state_header, self.trials.values(), self._lock, started)
@@ -858,6 +871,13 @@ class Controller:
             self._on_storage_failure(str(exc))
             return
         self._dirty = False
+
+    def _on_lease_lost(self, why: str) -> None:
+        """Another run took the experiment's lease (ours had expired, or two starters raced on an
+        object store): stop at once and write nothing more (called from the lease's thread)."""
+        self.warnings.append(why)
+        self._fatal = self._fatal or ExperimentLeased(why)
+        self.request_stop(force=True, reason=why)
 
     def _on_storage_failure(self, error: str) -> None:
         """Storage stayed unusable through its retries: stop the run, leaving every trial

@@ -33,6 +33,10 @@ def main(argv: list[str] | None = None) -> int:
     stop = commands.add_parser(
         "stop",
         help="drain a running experiment, from any node of its Ray cluster (as Ctrl+C would)",
+        description="Drain a running experiment (as Ctrl+C in its driver would). By name: on the "
+        "cluster of RAY_ADDRESS or of `ray start` on this machine. By path or URI: on the cluster "
+        "its lease names; when it is not running, says whether it is stopped (and how to resume "
+        "it) or finished. Exits 2, within seconds, when no live cluster runs it.",
     )
     stop.add_argument("experiment", help="the experiment's name, or its path or URI")
     stop.add_argument("--force", action="store_true", help="stop at once (as a second Ctrl+C)")

@@ -20,6 +20,7 @@ from ray.exceptions import RayActorError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from rtune import _experiment_state as state_io
+from rtune import _lease
 from rtune._config import DEFAULT_STORAGE_PATH, RunConfig, TuneConfig
 from rtune._controller import ExperimentSetup, RemoteController
 from rtune._first_trials import (
@@ -28,12 +29,18 @@ from rtune._first_trials import (
     first_trial_actors,
     start_first_trials,
 )
+from rtune._lease import LeaseKeeper
 from rtune._progress import format_status
 from rtune._resources import resources_for
 from rtune._signals import StopRequests, forward_stop_signals
 from rtune._storage import Storage
 from rtune._trial import Trial
-from rtune.control import CONTROLLER_NAMESPACE, controller_name, posix_basename
+from rtune.control import (
+    CONTROLLER_NAMESPACE,
+    controller_name,
+    local_cluster_address,
+    posix_basename,
+)
 from rtune.result_grid import ResultGrid
 from rtune.schedulers import FIFOScheduler
 from rtune.search import BasicVariantGenerator, Searcher
@@ -55,16 +62,18 @@ def ensure_ray() -> None:
         ray.init(address="local", include_dashboard=False)
 
 
+def _cluster_id() -> str:
+    try:  # private: nothing public names the cluster a process is connected to
+        return ray._private.worker.global_worker.node.cluster_id.hex()
+    except Exception:
+        return ""
+
+
 def _live_local_cluster() -> str | None:
     """The address in /tmp/ray/ray_current_cluster when a GCS still serves it. Ray's own lookup
     trusts that file, which a killed cluster leaves behind: joining it would hang."""
-    try:
-        from ray._private.services import find_bootstrap_address, find_gcs_addresses
-
-        address = find_bootstrap_address(None)
-        return address if address and address in find_gcs_addresses() else None
-    except Exception:  # private helpers: if they moved, start an embedded Ray
-        return None
+    address, alive = local_cluster_address()
+    return address if alive else None
 
 
 class Tuner:
@@ -250,13 +259,22 @@ class Tuner:
         storage = self._storage()
         ensure_ray()
         name = controller_name(storage)
-        self._refuse_second_writer(name, storage)
+        lease = self._take_lease(name, storage)  # before anything is written
+        try:
+            return self._fit_holding(lease, name, storage, pending_demand)
+        finally:
+            lease.release()
+
+    def _fit_holding(
+        self, lease: LeaseKeeper, name: str, storage: Storage, pending_demand: int
+    ) -> ResultGrid:
         storage.makedirs()
         if self._restored is None:
             metadata = self._metadata()
             self._new_uid = metadata["experiment_uid"]
             state_io.write_metadata(storage, metadata)
         setup = self._setup(storage, pending_demand)
+        setup.lease = lease.record
         # asked for before the controller, so they come up together (Ray starts as many worker
         # processes at once as there are CPUs): a run of two trials starts both at once
         # a stop signal from here on drains: the first trials run before the controller exists
@@ -276,6 +294,7 @@ class Tuner:
                         ray.get_runtime_context().get_node_id(), soft=False
                     ),
                 ).remote(setup)
+                lease.stop()  # the controller renews it from its start
                 try:
                     summary = self._drive(controller, storage, first, requests)
                 finally:
@@ -295,15 +314,24 @@ class Tuner:
             return total
         return None
 
-    def _refuse_second_writer(self, name: str, storage: Storage) -> None:
-        try:
-            ray.get_actor(name, namespace=CONTROLLER_NAMESPACE)
-        except ValueError:
-            return
-        raise RuntimeError(
-            f"The experiment at {storage.uri()} is being run by another live driver "
-            "(its controller actor is alive); stop that run before starting this one."
-        )
+    def _take_lease(self, name: str, storage: Storage) -> LeaseKeeper:
+        """One writer per experiment (rtune/_lease.py): refuse a live run's experiment, wait out
+        a lease whose holder may be alive elsewhere, take over a dead holder's at once."""
+        context = ray.get_runtime_context()
+        cluster_id = _cluster_id()
+
+        def controller_alive(held: _lease.LeaseRecord) -> bool | None:
+            if not cluster_id or held.cluster_id != cluster_id:
+                return None
+            try:
+                ray.get_actor(held.controller, namespace=CONTROLLER_NAMESPACE)
+            except ValueError:
+                return False
+            return True
+
+        mine = _lease.new_record(context.gcs_address, cluster_id, name)
+        _lease.acquire(storage, mine, controller_alive)
+        return LeaseKeeper(storage, mine).start()
 
     def _setup(self, storage: Storage, pending_demand: int) -> ExperimentSetup:
         restored = self._restored or {}

@@ -169,7 +169,7 @@ def test_a_second_driver_on_a_live_experiment_is_refused(storage):
         ):
             assert time.monotonic() < deadline, "the first run never wrote its state"
             time.sleep(0.05)
-        with pytest.raises(RuntimeError, match="being run by another live driver"):
+        with pytest.raises(RuntimeError, match="is being run by pid"):
             tune.Tuner.restore(path).fit()
     finally:
         first.join(timeout=60)
