@@ -368,7 +368,9 @@ class Tuner:
 
     def _finish(self, summary: dict, storage: Storage) -> ResultGrid:
         tc = self.tune_config
-        grid = ResultGrid(summary["trials"], storage, tc.metric, tc.mode)
+        grid = ResultGrid(
+            summary["trials"], storage, tc.metric, tc.mode, self.run_config.checkpoint_config
+        )
         self._result_grid = grid
         # for benchmarks and the curious: time and bytes spent on experiment state
         self.last_run_stats = summary["run_stats"]
@@ -419,7 +421,9 @@ class Tuner:
         state = self._restored.get("state") or {"trials": []}
         trials = [Trial.from_state(t) for t in state["trials"]]
         tc = self.tune_config
-        return ResultGrid(trials, self._restored["storage"], tc.metric, tc.mode)
+        return ResultGrid(
+            trials, self._restored["storage"], tc.metric, tc.mode, self.run_config.checkpoint_config
+        )
 
 
 def _pending_demand() -> int:
