@@ -111,6 +111,25 @@ def validate_trainable(trainable: Any) -> None:
         )
 
 
+def validate_checkpoint_config(trainable: Any, checkpoint_config: Any) -> None:
+    """rtune saves a class trainable by `checkpoint_frequency` / `checkpoint_at_end`; a function
+    checkpoints itself through `tune.report(checkpoint=...)`, so asking rtune to is a mistake (Ray
+    Tune refuses it too) and would otherwise be silently ignored."""
+    if checkpoint_config is None or is_class_trainable(trainable):
+        return
+    asked = [
+        f"{name}={getattr(checkpoint_config, name)!r}"
+        for name in ("checkpoint_frequency", "checkpoint_at_end")
+        if getattr(checkpoint_config, name)
+    ]
+    if asked:
+        raise ValueError(
+            f"CheckpointConfig({', '.join(asked)}) applies to Trainable classes only; the function "
+            f"trainable {trainable_name(trainable)} saves its own checkpoints with "
+            "tune.report(metrics, checkpoint=...): remove the option"
+        )
+
+
 def trainable_name(trainable: Any) -> str:
     name = getattr(trainable, "__name__", None) or type(trainable).__name__
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name) or "trainable"

@@ -37,7 +37,7 @@ from rtune.result_grid import ResultGrid
 from rtune.schedulers import FIFOScheduler
 from rtune.search import BasicVariantGenerator, Searcher
 from rtune.stopper import make_stopper
-from rtune.trainable import trainable_name, validate_trainable
+from rtune.trainable import trainable_name, validate_checkpoint_config, validate_trainable
 
 STATUS_INTERVAL_S = {1: 5.0, 2: 5.0, 3: 2.0}
 
@@ -97,6 +97,7 @@ class Tuner:
             )
         self.tune_config.validate()
         self.run_config.validate()
+        validate_checkpoint_config(trainable, self.run_config.checkpoint_config)
         self._stopper = make_stopper(self.run_config.stop)
         self._restored = _restored
         self._searcher = self._make_searcher()
