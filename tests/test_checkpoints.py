@@ -201,3 +201,71 @@ def test_frequency_or_at_end_with_a_function_trainable_is_refused(storage, check
             scored,
             run_config=tune.RunConfig(storage_path=storage, checkpoint_config=checkpoint_config),
         )
+
+
+# a Trainable and a Checkpoint used by hand, without a Tuner
+
+
+class Counting(tune.Trainable):
+    def setup(self, config):
+        self.total = config["start"]
+        self.cleaned = False
+
+    def step(self):
+        self.total += 1
+        return {"total": self.total}
+
+    def save_checkpoint(self, checkpoint_dir):
+        return {"total": self.total}
+
+    def load_checkpoint(self, checkpoint):
+        self.total = checkpoint["total"]
+
+    def cleanup(self):
+        self.cleaned = True
+
+
+def test_a_trainable_by_hand(tmp_path):
+    t = Counting(config={"start": 10})
+    first = t.train()
+    assert first["total"] == 11 and first["training_iteration"] == 1 and first["done"] is False
+    t.train()
+    saved = t.save()
+    assert (
+        isinstance(saved.checkpoint, tune.Checkpoint) and saved.metrics["training_iteration"] == 2
+    )
+    into = t.save(str(tmp_path / "here"))
+    assert into.checkpoint.path == str(tmp_path / "here")
+    t.train()
+    other = Counting(config={"start": 0})
+    other.restore(saved)
+    assert other.total == 12 and other.iteration == 2
+    assert other.train()["training_iteration"] == 3
+    other.restore(into.checkpoint)  # a bare Checkpoint: its state, iteration unknown (0)
+    assert other.total == 12 and other.iteration == 0
+    t.stop()
+    assert t.cleaned
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_checkpoint_metadata(tmp_path, where, request):
+    directory = tmp_path / "ckpt"
+    directory.mkdir()
+    checkpoint = tune.Checkpoint.from_directory(directory)
+    if where == "s3":
+        import pyarrow.fs as pafs
+
+        uri = request.getfixturevalue("s3_storage")
+        fs, base = pafs.FileSystem.from_uri(uri)
+        fs.create_dir(base + "/ckpt")
+        checkpoint = tune.Checkpoint(base + "/ckpt", fs)
+    assert checkpoint.get_metadata() == {}
+    checkpoint.set_metadata({"a": 1})
+    checkpoint.update_metadata({"b": [2]})
+    assert checkpoint.get_metadata() == {"a": 1, "b": [2]}
+    checkpoint.set_metadata({"c": 3})
+    assert checkpoint.get_metadata() == {"c": 3}
+    with checkpoint.as_directory() as local:
+        assert os.path.exists(os.path.join(local, ".metadata.json"))  # where Ray Tune keeps it
+    with pytest.raises(TypeError, match="dict"):
+        checkpoint.set_metadata([1])
