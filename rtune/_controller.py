@@ -21,6 +21,7 @@ from ray.exceptions import RayActorError, RayError
 from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
+from rtune import _retention as retention
 from rtune import _trial as T
 from rtune._experiment_state import StateWriter, pack, unpack
 from rtune._lease import ExperimentLeased, LeaseKeeper, LeaseRecord
@@ -683,9 +684,7 @@ class Controller:
         trial.latest_checkpoint = entry
         # stored fields are replaced, never changed in place: an assignment marks the trial changed
         trial.committed_checkpoints = [*trial.committed_checkpoints, entry]
-        for old in _checkpoints_to_delete(
-            trial.committed_checkpoints, self.setup.checkpoint_config
-        ):
+        for old in retention.to_delete(trial.committed_checkpoints, self.setup.checkpoint_config):
             trial.committed_checkpoints = [c for c in trial.committed_checkpoints if c is not old]
             try:
                 self.storage.uncommit_and_delete(old["path"])
@@ -983,25 +982,6 @@ def _score_metrics(result: dict, checkpoint_config: Any) -> dict:
     if attribute and attribute in result:
         return {attribute: result[attribute]}
     return {}
-
-
-def _checkpoints_to_delete(checkpoints: list[dict], checkpoint_config: Any) -> list[dict]:
-    """Keep the best `num_to_keep` by score (newest when there is no score), plus the latest."""
-    keep = checkpoint_config.num_to_keep
-    if keep is None or len(checkpoints) <= keep:
-        return []
-    attribute = checkpoint_config.checkpoint_score_attribute
-    sign = 1 if checkpoint_config.checkpoint_score_order == "max" else -1
-
-    def score(entry: dict) -> tuple:
-        value = entry["metrics"].get(attribute) if attribute else None
-        if value is None:
-            return (0 if attribute else 1, entry["training_iteration"])
-        return (1, sign * value)
-
-    best = sorted(checkpoints, key=score, reverse=True)[:keep]
-    latest = checkpoints[-1]
-    return [c for c in checkpoints if c not in best and c is not latest]
 
 
 def load_trials(state: dict) -> list[Trial]:

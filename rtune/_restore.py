@@ -110,6 +110,14 @@ def reconcile_with_storage(storage: Storage, trial: Trial) -> None:
     checkpoints = sorted(usable.values(), key=lambda e: e["training_iteration"])
     damage: list[HistoryDamage] = []
     history = read_history(storage, trial.relpath, damage, index)
+    for entry in checkpoints:
+        if not entry["metrics"]:
+            # committed after the last state write: its scalar metrics from the history, so it is
+            # ranked by its score (whatever the score attribute) and the best set stays the same
+            row = _result_at(history, entry["training_iteration"]) or {}
+            entry["metrics"] = {
+                k: v for k, v in row.items() if isinstance(v, (int, float, str)) and k != "config"
+            }
     if damage:
         # results the history lost are recorded again: resume from a checkpoint before them
         lost_from = min(problem.lost_from for problem in damage)

@@ -7,14 +7,19 @@ reported); nothing is downloaded until `to_directory()` or `as_directory()` asks
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import posixpath
 import shutil
 import tempfile
 from collections.abc import Iterator
+from typing import Any
 
 import pyarrow.fs as pafs
 
 from rtune._storage import COMMIT_MARKER, resolve_filesystem
+
+METADATA_FILE = ".metadata.json"
 
 
 class Checkpoint:
@@ -62,6 +67,35 @@ class Checkpoint:
             yield target
         finally:
             shutil.rmtree(target, ignore_errors=True)
+
+    # user metadata, in the checkpoint directory's .metadata.json as Ray Tune keeps it
+
+    def _metadata_path(self) -> str:
+        return (
+            posixpath.join(self.path, METADATA_FILE)
+            if not self.is_local
+            else os.path.join(self.path, METADATA_FILE)
+        )
+
+    def get_metadata(self) -> dict[str, Any]:
+        """The metadata stored with the checkpoint ({} if none)."""
+        path = self._metadata_path()
+        if self.filesystem.get_file_info(path).type == pafs.FileType.NotFound:
+            return {}
+        with self.filesystem.open_input_stream(path) as src:
+            return json.loads(src.read().decode("utf-8"))
+
+    def set_metadata(self, metadata: dict[str, Any]) -> None:
+        """Replace the stored metadata (a JSON-serializable dict)."""
+        if not isinstance(metadata, dict):
+            raise TypeError(f"checkpoint metadata must be a dict, got {type(metadata).__name__}")
+        data = json.dumps(metadata).encode("utf-8")  # fails before anything is written
+        with self.filesystem.open_output_stream(self._metadata_path()) as out:
+            out.write(data)
+
+    def update_metadata(self, metadata: dict[str, Any]) -> None:
+        """Merge `metadata` into the stored metadata."""
+        self.set_metadata({**self.get_metadata(), **metadata})
 
     def __eq__(self, other: object) -> bool:
         return (

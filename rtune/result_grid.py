@@ -10,6 +10,7 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
+from rtune import _retention as retention
 from rtune._results_log import flatten, read_history
 from rtune._storage import Storage
 from rtune._trial import ERROR, TERMINATED, Trial
@@ -31,8 +32,9 @@ class TrialError(RuntimeError):
 
 
 class Result:
-    def __init__(self, trial: Trial, storage: Storage):
+    def __init__(self, trial: Trial, storage: Storage, checkpoint_config: Any = None):
         self._trial = trial
+        self._checkpoint_config = checkpoint_config
         self._storage = storage
         self.config = trial.config
         self.metrics = {**trial.last_result, "config": trial.config} if trial.last_result else {}
@@ -42,6 +44,8 @@ class Result:
             TrialError(trial.trial_name, trial.error or "") if trial.status == ERROR else None
         )
         self._dataframe: Any = None
+        self._history: dict | None = None
+        self._best: list | None = None
 
     @property
     def trial_id(self) -> str:
@@ -62,7 +66,26 @@ class Result:
 
     @property
     def best_checkpoints(self) -> list[tuple[Checkpoint, dict]]:
-        return [(self._checkpoint(e), e["metrics"]) for e in self._trial.committed_checkpoints]
+        """The best checkpoints by the run's CheckpointConfig, worst of them first (Ray Tune's
+        order), each with the metrics of the result it was reported with. The latest checkpoint is
+        kept in storage to resume from but listed here only if it is among the best. The metrics
+        are read from the trial's result history when first asked for, not kept in the state."""
+        entries = self._trial.committed_checkpoints
+        if self._checkpoint_config is not None:
+            entries = retention.best(entries, self._checkpoint_config)
+        if self._best is None:
+            self._best = [(self._checkpoint(e), self._metrics_at(e)) for e in entries]
+        return self._best
+
+    def _metrics_at(self, entry: dict) -> dict:
+        if self._history is None:
+            table = read_history(self._storage, self._trial.relpath)
+            rows = table.to_pylist() if table is not None else []
+            self._history = {row.get("training_iteration"): row for row in rows}
+        row = self._history.get(entry["training_iteration"])
+        if row is None:  # its history row is lost: what the state knows (the score)
+            return dict(entry.get("metrics", {}))
+        return {k: v for k, v in row.items() if v is not None}
 
     @property
     def metrics_dataframe(self) -> Any:
@@ -89,11 +112,12 @@ class ResultGrid:
         storage: Storage,
         metric: str | None = None,
         mode: str | None = None,
+        checkpoint_config: Any = None,
     ):
         self._storage = storage
         self._metric = metric
         self._mode = mode
-        self._results = [Result(trial, storage) for trial in trials]
+        self._results = [Result(trial, storage, checkpoint_config) for trial in trials]
 
     @property
     def experiment_path(self) -> str:

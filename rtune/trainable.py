@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import os
 import pickle
+import tempfile
+import time
 from typing import Any
 
 _DICT_CHECKPOINT = "_rtune_dict_checkpoint.pkl"
@@ -56,6 +59,73 @@ class Trainable:
     @classmethod
     def default_resource_request(cls, config: dict) -> Any:
         return None
+
+    # Driving an instance by hand, as Ray Tune users test a Trainable (rtune's trial actor calls
+    # step() itself and does not use these).
+
+    def train(self) -> dict:
+        """One iteration: `step()`'s result with training_iteration, done and times filled in."""
+        started = time.monotonic()
+        metrics = self.step()
+        if not isinstance(metrics, dict):
+            raise TypeError(f"{type(self).__name__}.step() must return a dict, got {metrics!r}")
+        self._iteration += 1
+        took = time.monotonic() - started
+        self._time_total = getattr(self, "_time_total", 0.0) + took
+        return {
+            "done": False,
+            "time_this_iter_s": took,
+            **metrics,
+            "training_iteration": self._iteration,
+            "time_total_s": self._time_total,
+            "trial_id": self.trial_id,
+        }
+
+    def save(self, checkpoint_dir: str | None = None) -> SavedCheckpoint:
+        """`save_checkpoint()` into `checkpoint_dir` (a new temporary directory by default); the
+        checkpoint with the iteration it holds, which `restore()` takes back (Ray Tune's save()
+        returns such a checkpoint-and-metrics pair too)."""
+        from rtune.checkpoint import Checkpoint
+
+        directory = checkpoint_dir or tempfile.mkdtemp(prefix="rtune_save_")
+        os.makedirs(directory, exist_ok=True)
+        save_class_checkpoint(self, directory)
+        metrics = {
+            "training_iteration": self._iteration,
+            "time_total_s": getattr(self, "_time_total", 0.0),
+        }
+        return SavedCheckpoint(Checkpoint.from_directory(directory), metrics)
+
+    def restore(self, checkpoint: Any) -> None:
+        """Load what `save()` returned, a `Checkpoint`, or a checkpoint directory's path."""
+        from rtune.checkpoint import Checkpoint
+
+        metrics: dict = {}
+        if isinstance(checkpoint, SavedCheckpoint):
+            checkpoint, metrics = checkpoint.checkpoint, checkpoint.metrics
+        elif isinstance(checkpoint, (str, os.PathLike)):
+            checkpoint = Checkpoint.from_directory(checkpoint)
+        if not isinstance(checkpoint, Checkpoint):
+            raise TypeError(
+                f"{type(self).__name__}.restore() takes what save() returned, a Checkpoint or a "
+                f"directory path, got {type(checkpoint).__name__}"
+            )
+        self._iteration = metrics.get("training_iteration", 0)
+        self._time_total = metrics.get("time_total_s", 0.0)
+        with checkpoint.as_directory() as directory:
+            load_class_checkpoint(self, directory)
+
+    def stop(self) -> None:
+        """Release the instance: calls `cleanup()`."""
+        self.cleanup()
+
+
+@dataclasses.dataclass
+class SavedCheckpoint:
+    """What `Trainable.save()` returns: the checkpoint and the metrics it was saved with."""
+
+    checkpoint: Any
+    metrics: dict
 
 
 def save_class_checkpoint(trainable: Trainable, checkpoint_dir: str) -> None:
@@ -108,6 +178,25 @@ def validate_trainable(trainable: Any) -> None:
         raise TypeError(
             f"trainable function {trainable_name(trainable)} must take one argument (config); "
             f"it takes {[p.name for p in positional]}"
+        )
+
+
+def validate_checkpoint_config(trainable: Any, checkpoint_config: Any) -> None:
+    """rtune saves a class trainable by `checkpoint_frequency` / `checkpoint_at_end`; a function
+    checkpoints itself through `tune.report(checkpoint=...)`, so asking rtune to is a mistake (Ray
+    Tune refuses it too) and would otherwise be silently ignored."""
+    if checkpoint_config is None or is_class_trainable(trainable):
+        return
+    asked = [
+        f"{name}={getattr(checkpoint_config, name)!r}"
+        for name in ("checkpoint_frequency", "checkpoint_at_end")
+        if getattr(checkpoint_config, name)
+    ]
+    if asked:
+        raise ValueError(
+            f"CheckpointConfig({', '.join(asked)}) applies to Trainable classes only; the function "
+            f"trainable {trainable_name(trainable)} saves its own checkpoints with "
+            "tune.report(metrics, checkpoint=...): remove the option"
         )
 
 

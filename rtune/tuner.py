@@ -45,7 +45,7 @@ from rtune.result_grid import ResultGrid
 from rtune.schedulers import FIFOScheduler
 from rtune.search import BasicVariantGenerator, Searcher
 from rtune.stopper import make_stopper
-from rtune.trainable import trainable_name, validate_trainable
+from rtune.trainable import trainable_name, validate_checkpoint_config, validate_trainable
 
 STATUS_INTERVAL_S = {1: 5.0, 2: 5.0, 3: 2.0}
 
@@ -107,6 +107,7 @@ class Tuner:
             )
         self.tune_config.validate()
         self.run_config.validate()
+        validate_checkpoint_config(trainable, self.run_config.checkpoint_config)
         self._stopper = make_stopper(self.run_config.stop)
         self._restored = _restored
         self._searcher = self._make_searcher()
@@ -424,7 +425,9 @@ class Tuner:
 
     def _finish(self, summary: dict, storage: Storage) -> ResultGrid:
         tc = self.tune_config
-        grid = ResultGrid(summary["trials"], storage, tc.metric, tc.mode)
+        grid = ResultGrid(
+            summary["trials"], storage, tc.metric, tc.mode, self.run_config.checkpoint_config
+        )
         self._result_grid = grid
         # for benchmarks and the curious: time and bytes spent on experiment state
         self.last_run_stats = summary["run_stats"]
@@ -475,7 +478,9 @@ class Tuner:
         state = self._restored.get("state") or {"trials": []}
         trials = [Trial.from_state(t) for t in state["trials"]]
         tc = self.tune_config
-        return ResultGrid(trials, self._restored["storage"], tc.metric, tc.mode)
+        return ResultGrid(
+            trials, self._restored["storage"], tc.metric, tc.mode, self.run_config.checkpoint_config
+        )
 
 
 def _check_picklable(trainable: Any) -> None:
