@@ -133,6 +133,10 @@ class ResultGrid:
     ) -> Result:
         metric = metric or self._metric
         mode = mode or self._mode
+        if mode is not None and mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        if len(self._results) == 1:  # as Ray Tune: the only trial is the best, metric or not
+            return self._results[0]
         if not metric or not mode:
             raise ValueError(
                 "get_best_result needs a metric and a mode: pass them here or set "
