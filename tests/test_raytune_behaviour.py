@@ -88,3 +88,62 @@ def test_timeout_stopper_pickles_and_keeps_the_time_used(monkeypatch):
     assert not restored.stop_all()
     now[0] += 2
     assert restored.stop_all()
+
+
+class _Seen(tune.Stopper):
+    def __init__(self) -> None:
+        self.results: list[dict] = []
+
+    def __call__(self, trial_id, result):
+        self.results.append({k: result.get(k) for k in ("score", "_metric", "training_iteration")})
+        return False
+
+
+def _returns(config):
+    tune.report({"score": 1})
+    return config["out"]
+
+
+def _yields(config):
+    yield {"score": 1}
+    yield 2.5
+
+
+@pytest.mark.parametrize(
+    ("out", "last"),
+    [
+        ({"score": 7}, {"score": 7, "_metric": None, "training_iteration": 2}),
+        (0.5, {"score": None, "_metric": 0.5, "training_iteration": 2}),
+        (None, {"score": 1, "_metric": None, "training_iteration": 1}),
+    ],
+)
+def test_a_function_trainables_return_value_is_its_final_result(storage, out, last):
+    seen = _Seen()
+    results = tune.Tuner(
+        _returns,
+        param_space={"out": out},
+        run_config=tune.RunConfig(storage_path=storage, verbose=0, stop=seen),
+    ).fit()
+    (result,) = results
+    assert seen.results[-1] == last
+    assert len(seen.results) == last["training_iteration"]
+    for key, value in last.items():
+        assert result.metrics.get(key) == value
+    assert len(result.metrics_dataframe) == last["training_iteration"]
+    assert result.metrics["done"] is True
+
+
+def test_a_generator_trainables_yields_are_results(storage):
+    results = tune.Tuner(_yields, run_config=tune.RunConfig(storage_path=storage, verbose=0)).fit()
+    (result,) = results
+    assert result.metrics["_metric"] == 2.5 and result.metrics["training_iteration"] == 2
+
+
+def test_a_function_trainable_returning_something_else_is_an_error(storage):
+    results = tune.Tuner(
+        _returns,
+        param_space={"out": "text"},
+        run_config=tune.RunConfig(storage_path=storage, verbose=0),
+    ).fit()
+    (result,) = results
+    assert "may return or yield a number or a dict" in str(result.error)
