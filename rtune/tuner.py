@@ -452,7 +452,7 @@ def _adopt_stopper(target: Any, final: Any) -> None:
     """Make `target` (the user's stopper) hold the state of `final` (the controller's copy):
     its attributes, through __getstate__/__setstate__ where the class has them; stoppers it
     holds (a CombinedStopper's) are updated in place, so the user's references to them see it."""
-    if type(target) is not type(final):
+    if not _same_class(target, final):
         return
     if "__setstate__" in dir(type(target)) and hasattr(final, "__getstate__"):
         state = final.__getstate__()
@@ -463,18 +463,25 @@ def _adopt_stopper(target: Any, final: Any) -> None:
     target.__dict__.update(_keep_held_stoppers(vars(target), vars(final)))
 
 
+def _same_class(a: Any, b: Any) -> bool:
+    """By name: a class defined in the script (__main__) comes back from the controller as a
+    copy of the class, not the class itself (its __qualname__ can differ: compare __name__)."""
+    ta, tb = type(a), type(b)
+    return ta is tb or (ta.__module__, ta.__name__) == (tb.__module__, tb.__name__)
+
+
 def _keep_held_stoppers(old: dict, new: dict) -> dict:
     merged = dict(new)
     for key, value in new.items():
         before = old.get(key)
-        if isinstance(before, Stopper) and type(before) is type(value):
+        if isinstance(before, Stopper) and _same_class(before, value):
             _adopt_stopper(before, value)
             merged[key] = before
         elif (
             isinstance(before, (list, tuple))
             and isinstance(value, (list, tuple))
             and len(before) == len(value)
-            and all(isinstance(b, Stopper) and type(b) is type(v) for b, v in zip(before, value))
+            and all(isinstance(b, Stopper) and _same_class(b, v) for b, v in zip(before, value))
         ):
             for b, v in zip(before, value):
                 _adopt_stopper(b, v)

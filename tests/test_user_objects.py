@@ -176,3 +176,24 @@ def test_searcher_history_and_scheduler_state_after_fit(storage):
     assert sorted(score for _, score in searcher.history) == [9, 19, 29]
     assert scheduler.results == 60 == _iterations(results)
     assert sorted(scheduler.completed) == ids
+
+
+def test_a_stopper_class_defined_in_the_script_comes_back_too(storage):
+    """A class defined where cloudpickle copies it by value (a script's __main__, a function)
+    returns from the controller as a copy of the class: matched by name, not identity."""
+
+    class LocalCounter(Stopper):
+        def __init__(self) -> None:
+            self.count = 0
+
+        def __call__(self, trial_id, result):
+            self.count += 1
+            return False
+
+    counter = LocalCounter()
+    tune.Tuner(
+        reports,
+        param_space={"n": 40},
+        run_config=tune.RunConfig(storage_path=storage, verbose=0, stop=counter),
+    ).fit()
+    assert counter.count == 40
