@@ -924,6 +924,7 @@ class Controller:
         }
 
     def _summary(self) -> dict:
+        user_objects = self._user_objects()  # first: its warnings go with the summary
         with self._lock:  # as they are: pickled whole, cheaper than state records both ways
             trials = list(self.trials.values())
         return {
@@ -944,7 +945,24 @@ class Controller:
             "drain_is_final": self._drain_is_final,
             "events": list(self.events),
             "status": self._status_snapshot(),
+            "user_objects": user_objects,
         }
+
+    def _user_objects(self) -> dict:
+        """The searcher's, scheduler's and stopper's final state, for the driver to put back
+        into the objects the user passed (they ran here, on copies); one that does not pickle
+        is left out, never costing the run's results."""
+        packed = {}
+        for key, get in (
+            ("searcher", self.searcher.get_state),
+            ("scheduler", self.scheduler.get_state),
+            ("stopper", lambda: self.stopper),
+        ):
+            try:
+                packed[key] = pack(get())
+            except Exception as exc:
+                self.warnings.append(f"the {key}'s final state could not be sent back: {exc}")
+        return packed
 
 
 def _brief(result: dict) -> str:

@@ -13,6 +13,8 @@ Actors are reused between trials with equal resource requests.
 from __future__ import annotations
 
 import collections
+import inspect
+import numbers
 import shutil
 import tempfile
 import threading
@@ -251,9 +253,14 @@ class TrialRunner:
             self._end(run, outcome, error)
 
     def _run_function(self, fn: Any, spec: TrialSpec, session: TrialSession) -> None:
+        """As Ray Tune's function API: each value a generator yields, and the value the function
+        returns, is a result (a dict as its metrics, a number as `_metric`; None or empty: none)."""
         returned = fn(dict(spec.config), **self._parameters)
-        if isinstance(returned, dict):
-            _session.report(returned)
+        if inspect.isgenerator(returned):
+            for output in returned:
+                _report_output(output)
+        else:
+            _report_output(returned)
 
     def _run_class(self, cls: type, spec: TrialSpec, session: TrialSession) -> None:
         instance = self._class_instance(cls, spec)
@@ -346,6 +353,20 @@ class TrialRunner:
             session.record(metrics, checkpoint_dir)
         finally:
             shutil.rmtree(checkpoint_dir, ignore_errors=True)
+
+
+def _report_output(output: Any) -> None:
+    if not output:
+        return
+    if isinstance(output, dict):
+        _session.report(output)
+    elif isinstance(output, numbers.Number):
+        _session.report({"_metric": output})
+    else:
+        raise ValueError(
+            "A function trainable may return or yield a number or a dict of metrics, got "
+            f"{type(output).__name__}"
+        )
 
 
 def _stage_checkpoint(instance: Trainable, checkpoint_dir: str) -> None:

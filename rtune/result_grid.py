@@ -157,13 +157,15 @@ class ResultGrid:
     ) -> Result:
         metric = metric or self._metric
         mode = mode or self._mode
+        if mode is not None and mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
         if not metric or not mode:
+            if len(self._results) == 1:  # as Ray Tune: the only trial is the best one
+                return self._results[0]
             raise ValueError(
                 "get_best_result needs a metric and a mode: pass them here or set "
                 "TuneConfig(metric=..., mode=...)"
             )
-        if mode not in ("min", "max"):
-            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
         if scope not in _SCOPES:
             raise ValueError(f"scope must be one of {_SCOPES}, got {scope!r}")
         scored = []

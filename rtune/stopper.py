@@ -233,7 +233,7 @@ class TimeoutStopper(Stopper):
     """
 
     def __init__(
-        self, timeout: float | datetime.timedelta, _clock: Callable[[], float] = time.monotonic
+        self, timeout: float | datetime.timedelta, _clock: Callable[[], float] | None = None
     ) -> None:
         if isinstance(timeout, datetime.timedelta):
             timeout = timeout.total_seconds()
@@ -251,11 +251,16 @@ class TimeoutStopper(Stopper):
         self._budget = budget
         self._clock = _clock
         self._used_before = 0.0
-        self._started = _clock()
+        self._started = self._now()
+
+    def _now(self) -> float:
+        """time.time(), looked up at each call as Ray Tune's does (not bound at import), so
+        tools that move time (freezegun, monkeypatch) move it here too."""
+        return self._clock() if self._clock is not None else time.time()
 
     def elapsed(self) -> float:
         """Seconds of the budget used so far."""
-        return self._used_before + self._clock() - self._started
+        return self._used_before + self._now() - self._started
 
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
         return False
@@ -271,7 +276,7 @@ class TimeoutStopper(Stopper):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._started = self._clock()
+        self._started = self._now()
 
 
 class CombinedStopper(Stopper):

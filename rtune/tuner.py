@@ -44,7 +44,7 @@ from rtune.control import (
 from rtune.result_grid import ResultGrid
 from rtune.schedulers import FIFOScheduler
 from rtune.search import BasicVariantGenerator, Searcher
-from rtune.stopper import make_stopper
+from rtune.stopper import Stopper, make_stopper
 from rtune.trainable import trainable_name, validate_checkpoint_config, validate_trainable
 
 STATUS_INTERVAL_S = {1: 5.0, 2: 5.0, 3: 2.0}
@@ -432,6 +432,7 @@ class Tuner:
         # for benchmarks and the curious: time and bytes spent on experiment state
         self.last_run_stats = summary["run_stats"]
         final = summary["status"]
+        self._take_back_user_objects(summary.get("user_objects", {}))
         self._print_news(summary["events"][self._events :], summary["warnings"][self._warned :])
         if self.run_config.verbose:
             print(format_status(final, storage.uri(), ray.cluster_resources()), flush=True)
@@ -439,6 +440,31 @@ class Tuner:
         if summary["fatal"] is not None:
             raise state_io.unpack(summary["fatal"])
         return grid
+
+    def _take_back_user_objects(self, packed: dict) -> None:
+        """The searcher, scheduler and stopper ran in the controller on copies: put their final
+        state into the objects the user passed, before fit() returns or raises (as in Ray
+        Tune, where they run in the driver)."""
+        for key, target in (
+            ("searcher", self._searcher),
+            ("scheduler", self._scheduler),
+            ("stopper", self._stopper),
+        ):
+            if key not in packed or target is None:
+                continue
+            try:
+                final = state_io.unpack(packed[key])
+                if key == "stopper":
+                    _adopt_stopper(target, final)
+                else:
+                    target.set_state(final)
+            except Exception as exc:  # the results matter more than the objects' state
+                print(
+                    f"rtune: WARNING: the {key}'s final state could not be restored into "
+                    f"the object you passed: {exc}",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
     def _print_end(self, grid: ResultGrid, summary: dict, storage: Storage) -> None:
         """The outcome; how to resume is printed whatever the verbosity, since a stopped run
@@ -492,6 +518,47 @@ def _check_picklable(trainable: Any) -> None:
             f"The trainable {trainable_name(trainable)} cannot be pickled, so it cannot be sent "
             f"to trial actors: {type(exc).__name__}: {exc}"
         ) from exc
+
+
+def _adopt_stopper(target: Any, final: Any) -> None:
+    """Make `target` (the user's stopper) hold the state of `final` (the controller's copy):
+    its attributes, through __getstate__/__setstate__ where the class has them; stoppers it
+    holds (a CombinedStopper's) are updated in place, so the user's references to them see it."""
+    if not _same_class(target, final):
+        return
+    if "__setstate__" in dir(type(target)) and hasattr(final, "__getstate__"):
+        state = final.__getstate__()
+        if isinstance(state, dict):
+            state = _keep_held_stoppers(vars(target), state)
+        target.__setstate__(state)
+        return
+    target.__dict__.update(_keep_held_stoppers(vars(target), vars(final)))
+
+
+def _same_class(a: Any, b: Any) -> bool:
+    """By name: a class defined in the script (__main__) comes back from the controller as a
+    copy of the class, not the class itself (its __qualname__ can differ: compare __name__)."""
+    ta, tb = type(a), type(b)
+    return ta is tb or (ta.__module__, ta.__name__) == (tb.__module__, tb.__name__)
+
+
+def _keep_held_stoppers(old: dict, new: dict) -> dict:
+    merged = dict(new)
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(before, Stopper) and _same_class(before, value):
+            _adopt_stopper(before, value)
+            merged[key] = before
+        elif (
+            isinstance(before, (list, tuple))
+            and isinstance(value, (list, tuple))
+            and len(before) == len(value)
+            and all(isinstance(b, Stopper) and _same_class(b, v) for b, v in zip(before, value))
+        ):
+            for b, v in zip(before, value):
+                _adopt_stopper(b, v)
+            merged[key] = before
+    return merged
 
 
 def _pending_demand() -> int:

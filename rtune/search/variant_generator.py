@@ -143,6 +143,19 @@ class _ConfigView(dict):  # type: ignore[type-arg]
         return self[key] if key in self else default
 
 
+class _SpecView(_ConfigView):
+    """What a `sample_from` function gets: the config itself (`config["lr"]`, as Ray Tune's
+    docs now write it), which also answers the older `spec.config.lr` / `spec["config"]["lr"]`."""
+
+    def __getitem__(self, key: Any) -> Any:
+        if key == "config":
+            return _ConfigView(self)
+        return super().__getitem__(key)
+
+    def __contains__(self, key: object) -> bool:
+        return key == "config" or super().__contains__(key)
+
+
 def _plain(value: Any) -> Any:
     return {k: _plain(v) for k, v in dict.items(value)} if isinstance(value, dict) else value
 
@@ -160,7 +173,7 @@ def _resolve_functions(config: dict[str, Any], rng: random.Random) -> None:
         waiting = []
         for path in pending:
             try:
-                value = _get(config, path).sample(rng, _ConfigView(config=config))
+                value = _get(config, path).sample(rng, _SpecView(config))
             except _Unresolved:
                 waiting.append(path)
                 continue
