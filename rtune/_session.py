@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rtune._results_log import ResultsWriter
-from rtune._storage import Storage
+from rtune._storage import Storage, checkpoint_dirname
 from rtune.checkpoint import Checkpoint
 
 FLUSH_INTERVAL_S = 10.0
@@ -94,6 +94,9 @@ class TrialSession:
         self._publish = publish
         self.await_turn = await_turn
         self.last_checkpointed = -1
+        # checkpoints are numbered per trial from 0, as Ray Tune's; a later run of the trial
+        # (a retry, a restore) numbers on past every directory an earlier run left
+        self._checkpoint_index: int | None = 0 if spec.epoch == 0 else None
         self.stop_mode: str | None = None
         self.iteration = spec.restore_iteration
         self.iterations_since_restore = 0
@@ -147,7 +150,7 @@ class TrialSession:
             raise TypeError(f"tune.report() takes a dict of metrics, got {type(metrics).__name__}")
         result = self._autofill(metrics)
         if checkpoint_dir is not None:
-            relpath = posixpath.join(self.spec.trial_relpath, f"checkpoint_{self.iteration:06d}")
+            relpath = self._next_checkpoint_relpath()
             result["checkpoint_dir_name"] = posixpath.basename(relpath)
         self.writer.append(result)
         if checkpoint_dir is not None:
@@ -158,6 +161,17 @@ class TrialSession:
             self.flush()
         self._publish(result)
         return result
+
+    def _next_checkpoint_relpath(self) -> str:
+        """`checkpoint_<index>`: the number is never one an earlier run of the trial used (its
+        directory may be an orphan's, or a superseded run's that a restore must still skip)."""
+        if self._checkpoint_index is None:
+            self._checkpoint_index = self.spec.storage.next_checkpoint_index(
+                self.spec.trial_relpath
+            )
+        index = self._checkpoint_index
+        self._checkpoint_index += 1
+        return posixpath.join(self.spec.trial_relpath, checkpoint_dirname(index))
 
     def _commit(self, checkpoint_dir: str, relpath: str, result: dict) -> None:
         storage = self.spec.storage
@@ -178,7 +192,7 @@ class TrialSession:
     def commit_checkpoint_only(self, checkpoint_dir: str) -> None:
         """A checkpoint of the last recorded iteration, taken after its result was reported (a
         class trainable asked to stop between iterations)."""
-        relpath = posixpath.join(self.spec.trial_relpath, f"checkpoint_{self.iteration:06d}")
+        relpath = self._next_checkpoint_relpath()
         time_total = self.spec.restore_time_total + (self._last_report - self._started)
         self.flush()
         self._commit(checkpoint_dir, relpath, {"time_total_s": time_total})

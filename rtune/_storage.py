@@ -18,6 +18,7 @@ import itertools
 import json
 import os
 import posixpath
+import sys
 import time
 import urllib.parse
 import uuid
@@ -235,15 +236,26 @@ class Storage:
         self.upload_dir(local_dir, relpath)
         self.write_json(posixpath.join(relpath, COMMIT_MARKER), metadata)
 
-    def committed_checkpoints(self, trial_relpath: str) -> list[tuple[int, str, dict]]:
-        """(iteration, relpath, marker) of every committed checkpoint of a trial, oldest first.
-        The marker says which epoch (run of the trial) committed it; one that is not a JSON
-        object (a hand edit) still marks the checkpoint committed, of an unknown epoch."""
+    def checkpoint_dirs(self, trial_relpath: str) -> list[tuple[int, str]]:
+        """(index, name) of every `checkpoint_<index>` directory of a trial, committed or not."""
         found = []
         for info in self.list_dir(trial_relpath):
-            name = info.base_name
-            if info.type != pafs.FileType.Directory or not name.startswith("checkpoint_"):
-                continue
+            index = checkpoint_index(info.base_name)
+            if info.type == pafs.FileType.Directory and index is not None:
+                found.append((index, info.base_name))
+        return sorted(found)
+
+    def next_checkpoint_index(self, trial_relpath: str) -> int:
+        found = self.checkpoint_dirs(trial_relpath)
+        return found[-1][0] + 1 if found else 0
+
+    def committed_checkpoints(self, trial_relpath: str) -> list[tuple[int, str, dict]]:
+        """(iteration, relpath, marker) of every committed checkpoint of a trial, oldest first.
+        The marker says which iteration it holds and which epoch (run of the trial) committed
+        it; a checkpoint whose marker does not say its iteration (a hand edit) cannot be placed
+        in the trial's history and is skipped, with a warning naming it."""
+        found = []
+        for _index, name in self.checkpoint_dirs(trial_relpath):
             relpath = posixpath.join(trial_relpath, name)
             try:
                 marker = self.read_json(posixpath.join(relpath, COMMIT_MARKER))
@@ -251,10 +263,16 @@ class Storage:
                 continue
             except ValueError:
                 marker = {}
-            if not isinstance(marker, dict):
-                marker = {}
-            found.append((int(name.split("_")[-1]), relpath, marker))
-        return sorted(found)
+            iteration = marker.get("training_iteration") if isinstance(marker, dict) else None
+            if type(iteration) is not int or iteration < 0:
+                print(
+                    f"rtune: WARNING: the commit marker of {self.uri(relpath)} does not say which "
+                    "iteration it holds; it is not resumed from",
+                    file=sys.stderr,
+                )
+                continue
+            found.append((iteration, relpath, marker))
+        return sorted(found, key=lambda entry: (entry[0], entry[1]))
 
     def uncommit_and_delete(self, relpath: str) -> None:
         """Delete a checkpoint marker first, so a crash midway never leaves a half-deleted one
@@ -313,3 +331,13 @@ def _plain(value: Any, seen: tuple = ()) -> Any:
             return {k if isinstance(k, str) else str(k): _plain(v, seen) for k, v in value.items()}
         return [_plain(v, seen) for v in value]
     return value
+
+
+def checkpoint_dirname(index: int) -> str:
+    return f"checkpoint_{index:06d}"
+
+
+def checkpoint_index(name: str) -> int | None:
+    """The number of a `checkpoint_<index>` directory name; None for any other name."""
+    prefix, _, number = name.partition("_")
+    return int(number) if prefix == "checkpoint" and number.isdigit() else None

@@ -269,3 +269,38 @@ def test_checkpoint_metadata(tmp_path, where, request):
         assert os.path.exists(os.path.join(local, ".metadata.json"))  # where Ray Tune keeps it
     with pytest.raises(TypeError, match="dict"):
         checkpoint.set_metadata([1])
+
+
+# checkpoint directory numbers
+
+
+def fails_once_at_three(config):
+    """Four iterations with a checkpoint each; the first run fails before iteration 3's report."""
+    start = resume_iteration()
+    for it in range(start, 4):
+        if it == 2 and not os.path.exists(config["failed"]):
+            open(config["failed"], "w").close()
+            raise RuntimeError("fails once")
+        report_iteration(it + 1, {"it": it + 1})
+
+
+def test_checkpoints_are_numbered_from_0_and_a_later_run_numbers_on(storage, tmp_path):
+    """As Ray Tune's: `checkpoint_000000` first; the retry (a new run of the trial, resumed from
+    iteration 2) goes on counting instead of reusing a number."""
+    results = tune.Tuner(
+        fails_once_at_three,
+        param_space={"failed": str(tmp_path / "failed")},
+        run_config=tune.RunConfig(
+            storage_path=storage,
+            name="numbers",
+            verbose=0,
+            failure_config=tune.FailureConfig(max_failures=1),
+        ),
+    ).fit()
+    result = results[0]
+    assert result.status == "TERMINATED" and result.metrics["it"] == 4
+    names = sorted(d for d in os.listdir(result.path) if d.startswith("checkpoint_"))
+    assert names == [f"checkpoint_{i:06d}" for i in range(4)]
+    assert os.path.basename(result.checkpoint.path) == "checkpoint_000003"
+    assert [m["it"] for _, m in result.best_checkpoints] == [1, 2, 3, 4]
+    assert list(result.metrics_dataframe["checkpoint_dir_name"]) == names

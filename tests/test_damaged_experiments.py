@@ -61,7 +61,7 @@ def stopped(ray_local, tmp_path_factory):
     experiment = base / "results" / "exp"
     ctrl_c_when(
         lambda: (
-            len(glob.glob(str(experiment / "*" / "checkpoint_000002" / ".rtune_committed")))
+            len(glob.glob(str(experiment / "*" / "checkpoint_000001" / ".rtune_committed")))
             == TRIALS
         )
     )
@@ -143,7 +143,7 @@ def no_traceback(text: str) -> None:
 def test_a_checkpoint_without_its_marker_is_never_resumed_from(stopped, tmp_path, capfd):
     path = copy_of(stopped, tmp_path)
     trial = trial_dirs(path)[0]
-    unmarked = os.path.join(trial, "checkpoint_000003")
+    unmarked = os.path.join(trial, "checkpoint_000002")  # iteration 3's (numbered from 0)
     os.remove(os.path.join(unmarked, ".rtune_committed"))  # a copy that stopped before its marker
     before = contents(path)
 
@@ -153,9 +153,12 @@ def test_a_checkpoint_without_its_marker_is_never_resumed_from(stopped, tmp_path
 
     # trial 0 resumed from checkpoint 2 (the newest committed one), the others from 3
     assert_finished_whole(results, {0: 2, 1: 3, 2: 3})
-    # the unmarked directory was replaced by the re-run iteration 3's committed checkpoint
-    assert os.path.exists(os.path.join(unmarked, ".rtune_committed"))
-    with open(os.path.join(unmarked, "it")) as src:
+    # the unmarked directory is left as it was, never used; the re-run iteration 3's checkpoint
+    # takes the next number, as every checkpoint of a later run of the trial does
+    assert not os.path.exists(os.path.join(unmarked, ".rtune_committed"))
+    rerun = os.path.join(trial, "checkpoint_000003")
+    assert os.path.exists(os.path.join(rerun, ".rtune_committed"))
+    with open(os.path.join(rerun, "it")) as src:
         assert src.read() == "3"
     assert_nothing_lost(path, before)
     no_traceback(capfd.readouterr().err)
@@ -262,7 +265,7 @@ def test_a_checkpoint_an_orphan_committed_after_a_restore_began_is_not_resumed_f
     would leave iteration 3 out of the history, which keeps epoch 1's view from iteration 2 on."""
     path = copy_of(stopped, tmp_path)
     trial = trial_dirs(path)[0]
-    with open(os.path.join(trial, "checkpoint_000003", ".rtune_committed")) as src:
+    with open(os.path.join(trial, "checkpoint_000002", ".rtune_committed")) as src:
         assert json.load(src)["epoch"] == 0
     open(os.path.join(trial, "results", "e0001-start-00000002"), "w").close()
     before = contents(path)

@@ -144,10 +144,11 @@ def test_checkpoint_retention_keeps_best_and_latest(storage):
     kept = sorted(os.path.basename(c.path) for c, _ in result.best_checkpoints)
     # losses by iteration 1..6: 3, 2, 1, 0, 1, 2 -> best two are iterations 4 and 5 (a tie goes to
     # the later one, as in Ray Tune); the latest (6) stays on disk but is not among the best
-    assert kept == ["checkpoint_000004", "checkpoint_000005"]
+    # checkpoints are numbered from 0, as Ray Tune's: iteration i's is checkpoint_<i - 1>
+    assert kept == ["checkpoint_000003", "checkpoint_000004"]
     on_disk = sorted(d for d in os.listdir(result.path) if d.startswith("checkpoint_"))
-    assert on_disk == [*kept, "checkpoint_000006"]
-    assert os.path.basename(result.checkpoint.path) == "checkpoint_000006"
+    assert on_disk == [*kept, "checkpoint_000005"]
+    assert os.path.basename(result.checkpoint.path) == "checkpoint_000005"
 
 
 def context_fn(config):

@@ -5,6 +5,7 @@ and an experiment that `Tuner.restore` completes."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -322,7 +323,8 @@ def test_a_full_scratch_disk_fails_the_trial_naming_the_path_and_loses_nothing(
             if name.startswith("checkpoint_") and os.path.exists(
                 os.path.join(checkpoint, ".rtune_committed")
             ):  # committed means whole
-                it = int(name.split("_")[-1])
+                with open(os.path.join(checkpoint, ".rtune_committed")) as marker:
+                    it = json.load(marker)["training_iteration"]
                 assert os.path.getsize(os.path.join(checkpoint, "weights.bin")) == it * 100 * 1024
 
     ballast.unlink()

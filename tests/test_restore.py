@@ -98,7 +98,8 @@ def test_a_restarted_trial_stopped_midway_resumes_from_its_own_checkpoints(stora
     assert errored[0].status == "ERROR" and errored[0].metrics["training_iteration"] == 3
 
     marker.touch()
-    restarted_checkpoint = os.path.join(errored[0].path, "checkpoint_000001", ".rtune_committed")
+    # the errored run's checkpoints are 0..2; the restart numbers on from 3
+    restarted_checkpoint = os.path.join(errored[0].path, "checkpoint_000003", ".rtune_committed")
 
     def restart_committed_its_first_checkpoint() -> bool:
         try:
@@ -112,7 +113,7 @@ def test_a_restarted_trial_stopped_midway_resumes_from_its_own_checkpoints(stora
     assert stopped[0].status == "PAUSED" and stopped[0].metrics["training_iteration"] == 2
     # the errored run's checkpoints are not the restarted trial's
     restarted = [os.path.basename(c.path) for c, _ in stopped[0].best_checkpoints]
-    assert restarted == ["checkpoint_000001", "checkpoint_000002"]
+    assert restarted == ["checkpoint_000003", "checkpoint_000004"]
 
     go.touch()
     results = tune.Tuner.restore(path).fit()
