@@ -754,8 +754,12 @@ class Controller:
             for trial_id in self.pending:
                 self.trials[trial_id].status = T.TERMINATED
             self.pending = []
+        # a final drain ends the trials: as in Ray Tune, the result a trial is working on when the
+        # run ends is not recorded ("finish"); any other drain records it, and class trainables
+        # checkpoint there, so the restore loses nothing
+        mode = "finish" if final else "drain"
         for slot in self._busy_slots():
-            slot.actor.request_stop.remote("drain")
+            slot.actor.request_stop.remote(mode)
         for slot in self._idle:
             self._kill(slot)
         self._idle = []

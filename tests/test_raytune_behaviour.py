@@ -147,3 +147,50 @@ def test_a_function_trainable_returning_something_else_is_an_error(storage):
     ).fit()
     (result,) = results
     assert "may return or yield a number or a dict" in str(result.error)
+
+
+class _StopAllAfter(tune.Stopper):
+    """Ends the run once it has seen `total` results; remembers what it had seen of each trial
+    when it decided (read back from the object after fit(): it runs in the controller)."""
+
+    def __init__(self, total: int):
+        self.total = total
+        self.seen: dict[str, int] = {}
+        self.at_decision: dict[str, int] | None = None
+
+    def __call__(self, trial_id, result):
+        self.seen[trial_id] = result["training_iteration"]
+        return False
+
+    def stop_all(self):
+        if self.at_decision is None and sum(self.seen.values()) >= self.total:
+            self.at_decision = dict(self.seen)
+        return self.at_decision is not None
+
+
+def _steady(config):
+    for i in range(50):
+        time.sleep(0.2)
+        tune.report({"i": i})
+
+
+def test_stop_all_ends_trials_at_their_next_iteration_boundary(storage):
+    """As in Ray Tune: the trial whose result made stop_all() true runs no further iteration, and
+    a trial mid-iteration ends with what it had reported by then (one result in flight at most)."""
+    stopper = _StopAllAfter(total=8)
+    results = tune.Tuner(
+        _steady,
+        param_space={"id": tune.grid_search([0, 1])},
+        run_config=tune.RunConfig(storage_path=storage, name="stop_all", stop=stopper, verbose=0),
+    ).fit()
+    assert stopper.at_decision is not None
+    ended = {r.trial_id: r.metrics["training_iteration"] for r in results}
+    assert all(r.status == "TERMINATED" for r in results)
+    for trial_id, iteration in ended.items():
+        seen = stopper.at_decision.get(trial_id, 0)
+        assert seen <= iteration <= seen + 1, (ended, stopper.at_decision)
+        assert list(results[0].metrics_dataframe["training_iteration"]) == list(
+            range(1, ended[results[0].trial_id] + 1)
+        )
+    # the trial whose result tipped it recorded nothing after it
+    assert min(ended[t] - stopper.at_decision[t] for t in ended) == 0
