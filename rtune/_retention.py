@@ -49,7 +49,11 @@ def best(entries: list[dict], checkpoint_config: Any) -> list[dict]:
 
 
 def to_delete(entries: list[dict], checkpoint_config: Any) -> list[dict]:
-    """Entries neither among the best nor the latest (the last in report order)."""
+    """Entries neither among the best nor the latest (the last in report order). Called per
+    checkpoint: with nothing to delete it ranks nothing (`num_to_keep=None` keeps all)."""
+    keep = checkpoint_config.num_to_keep
+    if keep is None or len(entries) <= keep:
+        return []
     kept = best(entries, checkpoint_config)
     latest = entries[-1] if entries else None
     return [e for e in entries if e is not latest and not any(e is k for k in kept)]
