@@ -235,7 +235,7 @@ def prepare_restore(
             "Pass it again: Tuner.restore(path, param_space=...) (the one the run started with).",
         )
     else:
-        stored_space = _load_or_none(copies, "param_space")
+        stored_space = _load_or_none(copies, "param_space", storage)
         if stored_space is not None:  # damaged: the given one stands in for it
             check_same_space(stored_space, param_space)
     run_config = _load(copies, "run_config", storage, "")
@@ -265,13 +265,12 @@ def prepare_restore(
     }
 
 
-def _load_or_none(copies: list[tuple[str, dict]], key: str) -> Any:
-    for _name, metadata in copies:
-        try:
-            return cloudpickle.loads(metadata[key])
-        except Exception:
-            continue
-    return None
+def _load_or_none(copies: list[tuple[str, dict]], key: str, storage: Storage) -> Any:
+    """As `_load`, None where no copy loads it (something given again stands in for it)."""
+    try:
+        return _load(copies, key, storage, "")
+    except ValueError:
+        return None
 
 
 def _check_unpacks(storage: Storage, state: dict) -> None:

@@ -126,10 +126,10 @@ class Tuner:
         and a driver killed while `fit()` starts up leaves a restorable experiment. Only where
         none is written yet: a live run's (or an earlier run's) is never replaced here; `fit()`
         writes it after checking that it is the experiment's one writer."""
-        _check_picklable(self.trainable)
+        trainable = _pickled_trainable(self.trainable)  # refused before anything else
         _pending_demand()  # bad input is refused before anything is written
         storage = self._storage()
-        metadata = self._metadata()
+        metadata = self._metadata(trainable)
         if not any(storage.exists(name) for name in state_io.METADATA_FILES):
             storage.makedirs()
             state_io.write_metadata(storage, metadata)
@@ -165,10 +165,10 @@ class Tuner:
             rc.name = f"{trainable_name(self.trainable)}_{stamp}"
         return Storage.at(base, rc.storage_filesystem).child(rc.name)
 
-    def _metadata(self) -> dict:
+    def _metadata(self, trainable: bytes | None = None) -> dict:
         """Each user object is pickled on its own, so restore can read the rest even when one of
         them (say, the trainable's module) cannot be loaded any more. Made once: `Tuner(...)` and
-        its `fit()` write the same experiment (one uid, one name)."""
+        its `fit()` write the same experiment (one uid, one name). `trainable`: already pickled."""
         if self._fresh_metadata is not None:
             return self._fresh_metadata
         run_config = RunConfig(**{**self.run_config.__dict__, "storage_filesystem": None})
@@ -176,7 +176,7 @@ class Tuner:
             "trainable_name": trainable_name(self.trainable),
             "experiment_uid": secrets.token_hex(3)[:5],
             "created": time.time(),
-            "trainable": cloudpickle.dumps(self.trainable),
+            "trainable": trainable or _pickled_trainable(self.trainable),
             "param_space": cloudpickle.dumps(self.param_space),
             "tune_config": cloudpickle.dumps(self.tune_config),
             "run_config": cloudpickle.dumps(run_config),
@@ -509,10 +509,11 @@ class Tuner:
         )
 
 
-def _check_picklable(trainable: Any) -> None:
-    """Trial actors get the trainable pickled: one that cannot be is refused at `Tuner(...)`."""
+def _pickled_trainable(trainable: Any) -> bytes:
+    """Trial actors get the trainable pickled: one that cannot be is refused at `Tuner(...)`,
+    where the metadata pickles it (once)."""
     try:
-        cloudpickle.dumps(trainable)
+        return cloudpickle.dumps(trainable)
     except Exception as exc:
         raise TypeError(
             f"The trainable {trainable_name(trainable)} cannot be pickled, so it cannot be sent "
