@@ -139,7 +139,7 @@ def main() -> None:
             location = root = os.path.join(work, "destination")
             fs = pafs.LocalFileSystem()
             raytune_storage, raytune_fs = root, None
-        from rtune._storage import Storage
+        from rtune._durable.storage import Storage
 
         storage = Storage.at(location)  # once, as each trial actor opens its storage once
         # untimed: pyarrow's I/O threads and the first connection to the store

@@ -2,9 +2,9 @@
 anywhere. `import rtune as tune` runs scripts written for `ray.tune`."""
 
 from rtune._config import CheckpointConfig, FailureConfig, RunConfig, TuneConfig
-from rtune._resources import PlacementGroupFactory, with_resources
-from rtune._session import get_checkpoint, get_context, report
-from rtune._storage import StorageError
+from rtune._durable.storage import StorageError
+from rtune._execution.resources import PlacementGroupFactory, with_resources
+from rtune._execution.session import get_checkpoint, get_context, report
 from rtune._strict import strict_api
 from rtune.checkpoint import Checkpoint
 from rtune.control import stop_experiment

@@ -17,7 +17,7 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
-from rtune._storage import COMMIT_MARKER, resolve_filesystem
+from rtune._durable.storage import COMMIT_MARKER, resolve_filesystem
 
 METADATA_FILE = ".metadata.json"
 

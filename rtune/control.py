@@ -26,9 +26,9 @@ from typing import Any
 
 import ray
 
-from rtune import _lease
-from rtune._experiment_state import METADATA_FILE
-from rtune._storage import Storage
+from rtune._durable import lease as _lease
+from rtune._durable.state import METADATA_FILE
+from rtune._durable.storage import Storage
 
 CONTROLLER_NAMESPACE = "rtune"
 
@@ -183,7 +183,7 @@ def _connect(wanted: str) -> None:
 def stored_status(storage: Storage) -> str:
     """What storage says of an experiment that no live controller runs: stopped (and how to
     resume it) or finished, from its experiment state."""
-    from rtune._restore import read_state
+    from rtune._durable.restore import read_state
 
     try:
         state = read_state(storage)

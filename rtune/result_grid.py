@@ -10,10 +10,10 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
-from rtune import _retention as retention
-from rtune._results_log import flatten, read_history
-from rtune._storage import Storage
-from rtune._trial import ERROR, TERMINATED, Trial
+from rtune._durable import checkpoints as retention
+from rtune._durable.history import flatten, read_history
+from rtune._durable.storage import Storage
+from rtune._durable.trial import ERROR, TERMINATED, Trial
 from rtune.checkpoint import Checkpoint
 
 _SCOPES = ("last", "avg", "last-5-avg", "last-10-avg", "all")

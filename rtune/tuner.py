@@ -19,22 +19,22 @@ import ray
 from ray.exceptions import RayActorError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from rtune import _experiment_state as state_io
-from rtune import _lease
 from rtune._config import DEFAULT_STORAGE_PATH, RunConfig, TuneConfig
-from rtune._controller import ExperimentSetup, RemoteController
-from rtune._first_trials import (
+from rtune._driver.first_trials import (
     FirstTrials,
     await_first_trials,
     first_trial_actors,
     start_first_trials,
 )
-from rtune._lease import LeaseKeeper
-from rtune._progress import format_status
-from rtune._resources import resources_for
-from rtune._signals import StopRequests, forward_stop_signals
-from rtune._storage import Storage
-from rtune._trial import Trial
+from rtune._driver.progress import format_status
+from rtune._driver.signals import StopRequests, forward_stop_signals
+from rtune._durable import lease as _lease
+from rtune._durable import state as state_io
+from rtune._durable.lease import LeaseKeeper
+from rtune._durable.storage import Storage
+from rtune._durable.trial import Trial
+from rtune._execution.controller import ExperimentSetup, RemoteController
+from rtune._execution.resources import resources_for
 from rtune.control import (
     CONTROLLER_NAMESPACE,
     controller_name,
@@ -202,7 +202,7 @@ class Tuner:
         paths: restoring unpickles code stored in the experiment directory. `_resume_config` is
         Ray Tune's (private) finer-grained resume control: accepted so a Ray Tune script runs,
         with a warning, and ignored; the three flags decide."""
-        from rtune._restore import RestoreFlags, prepare_restore
+        from rtune._durable.restore import RestoreFlags, prepare_restore
 
         if _resume_config is not None:
             warnings.warn(
@@ -231,7 +231,7 @@ class Tuner:
         Damage is not judged here: a damaged experiment is still one, and `Tuner.restore` then
         recovers it or says what is wrong, where False would let a script's fresh `Tuner` run
         over it. False only when the path or its metadata does not exist."""
-        from rtune._restore import open_experiment
+        from rtune._durable.restore import open_experiment
 
         try:
             open_experiment(path, storage_filesystem)
@@ -316,8 +316,8 @@ class Tuner:
         return None
 
     def _take_lease(self, name: str, storage: Storage) -> LeaseKeeper:
-        """One writer per experiment (rtune/_lease.py): refuse a live run's experiment, wait out
-        a lease whose holder may be alive elsewhere, take over a dead holder's at once."""
+        """One writer per experiment (rtune/_durable/lease.py): refuse a live run's experiment,
+        wait out a lease whose holder may be alive elsewhere, take over a dead holder's at once."""
         context = ray.get_runtime_context()
         cluster_id = _cluster_id()
 

@@ -8,7 +8,7 @@ import pytest
 from iteration_checkpoints import report_iteration, resume_iteration
 
 import rtune as tune
-from rtune import _retention as retention
+from rtune._durable import checkpoints as retention
 
 SCORES = [5, 1, 9, 2, 3, 0]
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import os
 import threading
 
-from rtune._experiment_state import STATE_FILES, StateWriter, parse_delta_name, read_state
-from rtune._resources import ResourceRequest
-from rtune._storage import Storage
-from rtune._trial import Trial
+from rtune._durable.state import STATE_FILES, StateWriter, parse_delta_name, read_state
+from rtune._durable.storage import Storage
+from rtune._durable.trial import Trial
+from rtune._execution.resources import ResourceRequest
 
 ONE_CPU = ResourceRequest(((("CPU", 1.0),),))
 

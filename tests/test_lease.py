@@ -1,4 +1,4 @@
-"""One writer per experiment, through the lease file in its storage (rtune/_lease.py).
+"""One writer per experiment, through the lease file in its storage (rtune/_durable/lease.py).
 
 A second driver is refused whether or not it shares the first one's Ray; a dead owner never locks
 a restore out: at once when it is known dead (its pid gone on this host, its controller gone on
@@ -20,8 +20,8 @@ import test_signals
 from test_signals import EXIT_TIMEOUT_S, RUN_TIMEOUT_S, assert_completed, reap, wait_until
 
 import rtune as tune
-from rtune._lease import LEASE_FILE, ExperimentLeased
-from rtune._storage import Storage
+from rtune._durable.lease import LEASE_FILE, ExperimentLeased
+from rtune._durable.storage import Storage
 
 experiment = test_signals.experiment  # the fixture: drivers on local or S3 storage, cleaned up
 ITERATIONS = 24  # long enough that the first run is still going while the second is tried

@@ -15,8 +15,8 @@ import test_signals
 from test_signals import EXIT_TIMEOUT_S, RTUNE_CLI, assert_stopped_early
 
 import rtune as tune
-from rtune._lease import LEASE_FILE
-from rtune._storage import Storage
+from rtune._durable.lease import LEASE_FILE
+from rtune._durable.storage import Storage
 
 experiment = test_signals.experiment  # the fixture: drivers on local storage, cleaned up
 ANSWER_TIMEOUT_S = 30.0  # "within a few seconds" on an idle machine; generous under load

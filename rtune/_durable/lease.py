@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-from rtune._storage import Storage, encode_json
+from rtune._durable.storage import Storage, encode_json
 
 LEASE_FILE = ".rtune_lease.json"
 TTL_ENV = "RTUNE_LEASE_TTL_S"

@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 
 import pyarrow as pa
 
-from rtune._storage import Storage, encode_json
+from rtune._durable.storage import Storage, encode_json
 
 RESULTS_DIR = "results"
 _SEGMENT = re.compile(r"^e(\d+)-(\d+)-(\d+)\.(jsonl|arrow)$")

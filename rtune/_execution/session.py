@@ -19,8 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from rtune._results_log import ResultsWriter
-from rtune._storage import Storage, checkpoint_dirname
+from rtune._durable.history import ResultsWriter
+from rtune._durable.storage import Storage, checkpoint_dirname
 from rtune.checkpoint import Checkpoint
 
 FLUSH_INTERVAL_S = 10.0

@@ -11,15 +11,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from rtune._resources import ResourceRequest, request_for
-from rtune._restore import reconcile_with_storage
-from rtune._session import TrialSpec
-from rtune._trial import Trial
+from rtune._durable.restore import reconcile_with_storage
+from rtune._durable.trial import Trial
+from rtune._execution.resources import ResourceRequest, request_for
+from rtune._execution.session import TrialSpec
 from rtune.schedulers import FIFOScheduler, TrialScheduler
 from rtune.stopper import DictStopper
 
 if TYPE_CHECKING:
-    from rtune._controller import ExperimentSetup
+    from rtune._execution.controller import ExperimentSetup
 
 RUN_AHEAD_RESULTS = 10_000
 

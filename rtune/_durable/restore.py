@@ -21,11 +21,11 @@ from typing import Any
 import cloudpickle
 import pyarrow.fs as pafs
 
-from rtune import _experiment_state as state_io
-from rtune import _trial as T
-from rtune._results_log import HistoryDamage, index_results, read_history, superseded
-from rtune._storage import Storage
-from rtune._trial import Trial
+from rtune._durable import state as state_io
+from rtune._durable import trial as T
+from rtune._durable.history import HistoryDamage, index_results, read_history, superseded
+from rtune._durable.storage import Storage
+from rtune._durable.trial import Trial
 
 
 @dataclass

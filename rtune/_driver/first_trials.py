@@ -13,11 +13,11 @@ from typing import Any
 
 import ray
 
-from rtune._controller import MAX_STARTING_ACTORS, ExperimentSetup
-from rtune._resources import actors_that_fit, static_request
-from rtune._trial import Trial
-from rtune._trial_maker import TrialMaker
-from rtune._trial_runner import RemoteTrialRunner
+from rtune._durable.trial import Trial
+from rtune._execution.controller import MAX_STARTING_ACTORS, ExperimentSetup
+from rtune._execution.intake import TrialMaker
+from rtune._execution.resources import actors_that_fit, static_request
+from rtune._execution.trial_actor import RemoteTrialRunner
 from rtune.schedulers import FIFOScheduler, TrialScheduler
 from rtune.search import BasicVariantGenerator, Searcher
 

@@ -6,7 +6,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any
 
-from rtune._resources import ResourceRequest
+from rtune._execution.resources import ResourceRequest
 
 PENDING, RUNNING, PAUSED, TERMINATED, ERROR = "PENDING", "RUNNING", "PAUSED", "TERMINATED", "ERROR"
 UNFINISHED = (PENDING, RUNNING, PAUSED)
@@ -82,7 +82,7 @@ class Trial:
         resources = state.pop("resources")
         config = state.pop("config")
         if isinstance(config, dict) and set(config) == {"__pickled__"}:
-            from rtune._experiment_state import unpack
+            from rtune._durable.state import unpack
 
             config = unpack(config["__pickled__"])
         bundles = tuple(tuple((k, float(v)) for k, v in b) for b in resources["bundles"])
@@ -102,7 +102,7 @@ def _encode_config(config: dict) -> Any:
             return config
     except RecursionError:  # a config inside itself: pickle keeps that
         pass
-    from rtune._experiment_state import pack
+    from rtune._durable.state import pack
 
     return {"__pickled__": pack(config)}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from rtune._results_log import flatten
+from rtune._durable.history import flatten
 
 _SHOWN_METRICS = 4
 _SKIP = {

@@ -24,9 +24,9 @@ from typing import Any
 
 import ray
 
-from rtune import _session
-from rtune._session import StopTrial, TrialSession, TrialSpec
-from rtune._storage import Storage, StorageError
+from rtune._durable.storage import Storage, StorageError
+from rtune._execution import session as _session
+from rtune._execution.session import StopTrial, TrialSession, TrialSpec
 from rtune.trainable import (
     Trainable,
     is_class_trainable,

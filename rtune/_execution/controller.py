@@ -21,22 +21,27 @@ from ray.exceptions import RayActorError, RayError
 from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from rtune import _retention as retention
-from rtune import _trial as T
-from rtune._experiment_state import StateWriter, pack, unpack
-from rtune._lease import ExperimentLeased, LeaseKeeper, LeaseRecord
-from rtune._resources import ResourceRequest, actors_that_fit, can_ever_fit, static_request
-from rtune._restore import reconcile_with_storage
-from rtune._storage import Storage, StorageError
-from rtune._trial import Trial
-from rtune._trial_maker import TrialMaker, decides_in_controller
-from rtune._trial_runner import RemoteTrialRunner
+from rtune._durable import checkpoints as retention
+from rtune._durable import trial as T
+from rtune._durable.lease import ExperimentLeased, LeaseKeeper, LeaseRecord
+from rtune._durable.restore import reconcile_with_storage
+from rtune._durable.state import StateWriter, pack, unpack
+from rtune._durable.storage import Storage, StorageError
+from rtune._durable.trial import Trial
+from rtune._execution.intake import TrialMaker, decides_in_controller
+from rtune._execution.resources import (
+    ResourceRequest,
+    actors_that_fit,
+    can_ever_fit,
+    static_request,
+)
+from rtune._execution.trial_actor import RemoteTrialRunner
 from rtune.result_grid import TrialError
 from rtune.search import BasicVariantGenerator, Searcher
 from rtune.stopper import Stopper
 
 if TYPE_CHECKING:
-    from rtune._first_trials import FirstTrials
+    from rtune._driver.first_trials import FirstTrials
 
 MAX_STARTING_ACTORS = 16
 AVAILABLE_TTL_S = 0.5
@@ -96,7 +101,7 @@ class ExperimentSetup:
     # actors per resource shape that wait for resources beyond what the cluster holds now: the
     # demand an autoscaler sees (RTUNE_MAX_PENDING_TRIALS in the driver's environment)
     pending_demand: int = 1
-    lease: LeaseRecord | None = None  # taken by the driver (rtune/_lease.py)
+    lease: LeaseRecord | None = None  # taken by the driver (rtune/_durable/lease.py)
 
 
 @dataclass

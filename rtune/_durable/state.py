@@ -16,7 +16,7 @@ from typing import Any
 
 import cloudpickle
 
-from rtune._storage import Storage, encode_json
+from rtune._durable.storage import Storage, encode_json
 
 STATE_FILES = ("experiment_state-0.json", "experiment_state-1.json")
 DELTA_PREFIX = "experiment_delta-"
@@ -264,7 +264,7 @@ def check_record(record: Any) -> None:
 
 
 def _check_trial(trial: Any, position: int) -> None:
-    from rtune._trial import ERROR, PENDING, TERMINATED, UNFINISHED
+    from rtune._durable.trial import ERROR, PENDING, TERMINATED, UNFINISHED
 
     if not isinstance(trial, dict):
         raise ValueError(f"trial #{position} is a JSON {type(trial).__name__}, not an object")

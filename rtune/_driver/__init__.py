@@ -1,0 +1,1 @@
+"""The driver's side of fit(): start the controller, forward signals, poll, print progress."""

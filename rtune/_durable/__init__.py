@@ -1,0 +1,1 @@
+"""The durable half: storage, the stored records and the rules that make a stop lose nothing."""

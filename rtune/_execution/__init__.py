@@ -1,0 +1,1 @@
+"""The running half: the controller loop and the components it delegates to (see README, Engine)."""
