@@ -1,1 +1,1 @@
-"""The driver's side of fit(): start the controller, forward signals, poll, print progress."""
+"""The driver side of fit() beside `rtune.tuner`: its first trials, signal forwarding, progress."""

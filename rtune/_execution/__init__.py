@@ -1,1 +1,1 @@
-"""The running half: the controller loop and the components it delegates to (see README, Engine)."""
+"""The running half: the controller actor, the trial actors, the session trials report through."""
