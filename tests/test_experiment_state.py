@@ -4,7 +4,6 @@ one state, with damage falling back to what is still whole."""
 from __future__ import annotations
 
 import os
-import threading
 
 from rtune._durable.state import STATE_FILES, StateWriter, parse_delta_name, read_state
 from rtune._durable.storage import Storage
@@ -26,7 +25,7 @@ def header() -> dict:
 
 
 def write(writer: StateWriter, trials: list[Trial]) -> None:
-    writer.write(header, trials, threading.Lock())
+    writer.write(header, trials)
 
 
 def deltas_in(path: str) -> list[str]:

@@ -2,24 +2,25 @@
 
 Ray starts the controller's process after the trial actors' (as many at once as there are CPUs),
 ~0.2-0.3 s later on a small machine: every fit() paid that before its first trial. The driver
-starts the first trial actors and trials itself, with the controller's own `TrialMaker`, and the
-controller adopts them (`Controller._adopt`).
+starts the first trial actors and trials itself, through the controller's own trial intake, and
+the controller adopts them (`Controller._adopt`), with the error user code raised here, if any.
 """
 
 from __future__ import annotations
 
+import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
 import ray
 
 from rtune._durable.trial import Trial
-from rtune._execution.controller import MAX_STARTING_ACTORS, ExperimentSetup
-from rtune._execution.intake import TrialMaker
+from rtune._execution.actor_pool import MAX_STARTING_ACTORS, new_slot
+from rtune._execution.intake import Intake
 from rtune._execution.resources import actors_that_fit, static_request
-from rtune._execution.trial_actor import RemoteTrialRunner
+from rtune._execution.setup import ExperimentSetup
 from rtune.schedulers import FIFOScheduler, TrialScheduler
-from rtune.search import BasicVariantGenerator, Searcher
+from rtune.search import BasicVariantGenerator
 
 # A longer head start delays the controller that short trials need at once: at 1.0 s, 2,000
 # trivial trials ran at ~970 trials/s instead of ~1,200; at 0.3 s, at ~1,200-1,300.
@@ -35,6 +36,8 @@ class FirstTrials:
     actors: list
     trials: list[Trial] = field(default_factory=list)
     running: list[tuple[Any, str, Any]] = field(default_factory=list)  # (actor, trial id, poll)
+    # what user code raised while the driver made trials: (exception, traceback, where)
+    error: tuple[BaseException, str, str] | None = None
 
 
 def first_trial_actors(setup: ExperimentSetup, expected_trials: int | None) -> list:
@@ -50,10 +53,7 @@ def first_trial_actors(setup: ExperimentSetup, expected_trials: int | None) -> l
         if limit is not None:
             count = min(count, limit)
     return [
-        RemoteTrialRunner.options(**request.actor_options()).remote(
-            setup.storage, setup.trainable_holder
-        )
-        for _ in range(max(count, 0))
+        new_slot(request, setup.storage, setup.trainable_holder).actor for _ in range(max(count, 0))
     ]
 
 
@@ -74,19 +74,26 @@ def start_first_trials(setup: ExperimentSetup, actors: list) -> FirstTrials:
         and setup.trial_dirname_creator is None
     ):
         return first
-    maker = TrialMaker(setup, {}, call_user=lambda fn, *args: fn(*args))
+
+    def call_user(fn: Any, *args: Any) -> Any:
+        """Configs may hold user functions (sample_from): an error there ends the run, in the
+        controller, as one there would."""
+        try:
+            return fn(*args)
+        except Exception as exc:
+            if first.error is None:
+                first.error = (exc, traceback.format_exc(), getattr(fn, "__qualname__", str(fn)))
+            return None
+
+    intake = Intake(setup, {}, call_user)
     for actor in actors:
-        trial_id = maker.next_id()
-        try:  # configs may hold user functions (sample_from): the controller meets any error
-            config = setup.searcher.suggest(trial_id)
-        except Exception:
+        trial = intake.next_trial() if first.error is None else None
+        if trial is None:
             break
-        if config is None or config == Searcher.FINISHED:
-            break
-        trial = maker.make(trial_id, config)
-        setup.scheduler.on_trial_add(trial_id, config)
+        spec = intake.maker.spec_for(trial)
         first.trials.append(trial)
-        first.running.append((actor, trial_id, actor.poll.remote({}, [maker.spec_for(trial)])))
+        first.running.append((actor, trial.trial_id, actor.poll.remote({}, [spec])))
+    setup.searcher_finished = intake.finished
     return first
 
 

@@ -26,6 +26,7 @@ from rtune._durable import trial as T
 from rtune._durable.history import HistoryDamage, index_results, read_history, superseded
 from rtune._durable.storage import Storage
 from rtune._durable.trial import Trial
+from rtune._execution.lifecycle import move
 
 
 @dataclass
@@ -150,16 +151,21 @@ def _result_at(history: Any, iteration: int) -> dict | None:
 
 
 def apply_flags(trial: Trial, flags: RestoreFlags) -> None:
+    """The table above, for one trial; statuses change through the lifecycle's table."""
     if trial.status == T.TERMINATED:
         return
     if trial.status == T.ERROR:
         if flags.restart_errored:
-            trial.status, trial.error, trial.restore_from_scratch = T.PENDING, None, True
+            move(trial, T.PENDING)
+            trial.error, trial.restore_from_scratch = None, True
             trial.committed_checkpoints, trial.latest_checkpoint = [], None
         elif flags.resume_errored:
-            trial.status, trial.error = T.PENDING, None
+            move(trial, T.PENDING)
+            trial.error = None
         return
-    trial.status = T.PENDING if flags.resume_unfinished else T.TERMINATED
+    status = T.PENDING if flags.resume_unfinished else T.TERMINATED
+    if trial.status != status:
+        move(trial, status)
 
 
 def restore_trials(

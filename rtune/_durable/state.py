@@ -139,23 +139,22 @@ class StateWriter:
         period = max(self.MIN_PERIOD_S, self.last_duration / self.MAX_SHARE)
         return time.monotonic() - self.last_write >= period
 
-    def write(self, header: dict, trials: list, lock: Any, started: float | None = None) -> None:
-        """Write `header` (the experiment-level fields) with every trial (a snapshot) or the
-        changed ones (a delta). `lock` guards the trials while they are read; `started`: when
+    def write(self, header: Any, trials: Any, started: float | None = None) -> None:
+        """Write `header()` (the experiment-level fields) with every trial (a snapshot) or the
+        changed ones (a delta). Called on the thread that changes the trials; `started`: when
         building the state began, so its cost counts as writing time too."""
         started = time.monotonic() if started is None else started
-        with lock:
-            snapshot = self._snapshot_due()
-            chosen = trials if snapshot else [trial for trial in trials if trial.changed]
-            changed = [trial for trial in trials if trial.changed] if snapshot else chosen
-            record = {
-                "format_version": FORMAT_VERSION,
-                "seq": self.seq,
-                **header(),
-                "trials": [trial.to_state() for trial in chosen],
-            }
-            for trial in changed:
-                trial.changed = False
+        snapshot = self._snapshot_due()
+        chosen = trials if snapshot else [trial for trial in trials if trial.changed]
+        changed = [trial for trial in trials if trial.changed] if snapshot else chosen
+        record = {
+            "format_version": FORMAT_VERSION,
+            "seq": self.seq,
+            **header(),
+            "trials": [trial.to_state() for trial in chosen],
+        }
+        for trial in changed:
+            trial.changed = False
         if not snapshot:
             record["base"] = self.base_seq
         try:

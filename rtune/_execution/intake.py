@@ -1,9 +1,11 @@
-"""Making trials: from a searcher's config to a Trial (id, names, directory, resource request), and
-from a Trial to the spec its actor runs it from.
+"""Trial intake: from the searcher's suggestion to a Trial (id, names, directory, resource
+request) the scheduler knows of, and from a Trial to the spec its actor runs it from.
 
-One owner for this, because two processes make trials: the driver makes the first ones itself
-(see `_first_trials`), so they start before the controller actor is up, and the controller makes
-every other. A trial made by either must be the same trial.
+One path for this, because two processes make trials: the driver makes the first ones itself
+(see `rtune/_driver/first_trials.py`), so they start before the controller actor is up, and the
+controller makes every other. A trial made by either must be the same trial, and user code
+failing in either ends the run the same way (each passes its `call_user`; the driver hands the
+error it met to the controller, which ends the run with it).
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ from rtune._durable.trial import Trial
 from rtune._execution.resources import ResourceRequest, request_for
 from rtune._execution.session import TrialSpec
 from rtune.schedulers import FIFOScheduler, TrialScheduler
+from rtune.search import BasicVariantGenerator, Searcher
 from rtune.stopper import DictStopper
 
 if TYPE_CHECKING:
-    from rtune._execution.controller import ExperimentSetup
+    from rtune._execution.setup import ExperimentSetup
 
 RUN_AHEAD_RESULTS = 10_000
+PREFETCH_TRIALS = 64  # configs a BasicVariantGenerator makes ahead: enough to queue
 
 
 def decides_in_controller(setup: ExperimentSetup) -> bool:
@@ -35,6 +39,49 @@ def decides_in_controller(setup: ExperimentSetup) -> bool:
 def ack_window(setup: ExperimentSetup) -> int:
     """How many results a trial may run ahead of the controller's acknowledgement."""
     return 1 if decides_in_controller(setup) else RUN_AHEAD_RESULTS
+
+
+class Intake:
+    """The searcher's next trial, made, and added to the scheduler.
+
+    `call_user` runs the searcher and scheduler: it returns None where their code raised, and
+    decides what that means (the controller drains; the driver stops making trials and hands
+    the error over)."""
+
+    def __init__(
+        self, setup: ExperimentSetup, trials: dict[str, Trial], call_user: Callable[..., Any]
+    ):
+        self.maker = TrialMaker(setup, trials, call_user)
+        self._setup = setup
+        self._call_user = call_user
+        self.finished = setup.searcher_finished  # the searcher will suggest nothing more
+        # a variant generator's configs cost nothing to make early and keep actors fed; a
+        # model-based searcher suggests better the later it is asked
+        self._model_free = isinstance(setup.searcher, BasicVariantGenerator)
+        self.prefetch = PREFETCH_TRIALS if self._model_free else 1
+
+    def next_trial(self) -> Trial | None:
+        """A new trial, or None: the searcher has none now, finished (`finished`), or failed."""
+        setup = self._setup
+        if self.finished:
+            return None
+        if (
+            setup.max_trials is not None
+            and not self._model_free  # a variant generator counts its own samples
+            and len(self.maker.trials) >= setup.max_trials
+        ):
+            self.finished = True
+            return None
+        trial_id = self.maker.next_id()
+        config = self._call_user(setup.searcher.suggest, trial_id)
+        if config is None:
+            return None
+        if config == Searcher.FINISHED:
+            self.finished = True
+            return None
+        trial = self.maker.make(trial_id, config)
+        self._call_user(setup.scheduler.on_trial_add, trial_id, config)
+        return trial
 
 
 class TrialMaker:

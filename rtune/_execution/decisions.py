@@ -1,0 +1,143 @@
+"""What a trial's news decides: each result goes, in order, to the searcher, the scheduler and the
+stopper; a checkpoint is booked and old ones retired; an ended launch completes, pauses, retries
+or fails the trial. The strategies (searcher, scheduler, stopper) act only through the answers
+they give here, never on the controller.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from rtune._durable import checkpoints as retention
+from rtune._durable.restore import reconcile_with_storage
+from rtune._execution import events as E
+from rtune._execution.reporting import brief
+from rtune.result_grid import TrialError
+
+if TYPE_CHECKING:
+    from rtune._durable.trial import Trial
+    from rtune._execution.drain import Drain
+    from rtune._execution.events import EventBus
+    from rtune._execution.lifecycle import Lifecycle
+    from rtune._execution.reporting import Journal
+    from rtune._execution.setup import ExperimentSetup
+
+
+class Decisions:
+    def __init__(
+        self,
+        setup: ExperimentSetup,
+        lifecycle: Lifecycle,
+        drain: Drain,
+        journal: Journal,
+        events: EventBus,
+        call_user: Callable[..., Any],
+    ):
+        self._setup = setup
+        self._storage = setup.storage
+        self._searcher = setup.searcher
+        self._scheduler = setup.scheduler
+        self._stopper = setup.stopper
+        self._lifecycle = lifecycle
+        self._drain = drain
+        self._journal = journal
+        self._events = events
+        self._call_user = call_user
+        self.results_seen = 0
+        self.result_times = [0.0, 0.0]  # when the first and the last result arrived
+
+    def on_result(self, trial: Trial, result: dict) -> None:
+        if "_checkpoint_only" in result:
+            self.on_checkpoint(trial, result["_checkpoint_only"], {**trial.last_result, **result})
+            return
+        checkpoint = result.pop("_checkpoint", None)
+        trial.last_result = result
+        self._lifecycle.dirty = True
+        self.results_seen += 1
+        self.result_times[self.results_seen > 1] = time.monotonic()
+        if self._events.active:
+            self._emit(E.TRIAL_RESULT, trial, result)
+        if checkpoint is not None:
+            self.on_checkpoint(trial, checkpoint, result)
+        if trial.stopping:
+            return
+        result["config"] = trial.config
+        try:
+            self._call_user(self._searcher.on_trial_result, trial.trial_id, result)
+            decision = self._call_user(self._scheduler.on_trial_result, trial.trial_id, result)
+            stopper = self._stopper
+            stop = bool(stopper and self._call_user(stopper, trial.trial_id, result))
+        finally:
+            result.pop("config", None)
+        if stop or decision == "STOP" or result.get("done"):
+            trial.stopping = True
+
+    def on_checkpoint(self, trial: Trial, relpath: str, result: dict) -> None:
+        config = self._setup.checkpoint_config
+        entry = {
+            "path": relpath,
+            "training_iteration": result["training_iteration"],
+            "time_total_s": result["time_total_s"],
+            "metrics": _score_metrics(result, config),
+        }
+        trial.latest_checkpoint = entry
+        # stored fields are replaced, never changed in place: an assignment marks the trial changed
+        trial.committed_checkpoints = [*trial.committed_checkpoints, entry]
+        for old in retention.to_delete(trial.committed_checkpoints, config):
+            trial.committed_checkpoints = [c for c in trial.committed_checkpoints if c is not old]
+            try:
+                self._storage.uncommit_and_delete(old["path"])
+            except OSError as exc:  # kept a while longer; a later restore sees it and moves on
+                self._journal.warn(f"could not delete an old checkpoint: {exc}")
+        if self._events.active:
+            self._emit(E.TRIAL_CHECKPOINT, trial, result, path=relpath)
+
+    def finished(self, trial: Trial, outcome: str) -> None:
+        """Its launch ended without an error: "finished" (the trainable returned) or "stopped"
+        (at a stop decision, or by a drain: resumable unless the drain is final)."""
+        if outcome == "stopped" and not trial.stopping and not self._drain.final:
+            self._lifecycle.paused(trial)
+            return
+        self._lifecycle.completed(trial, brief(trial.last_result))
+        self._call_user(self._searcher.on_trial_complete, trial.trial_id, trial.last_result)
+        self._call_user(self._scheduler.on_trial_complete, trial.trial_id, trial.last_result)
+
+    def failed(self, trial: Trial, error: str) -> None:
+        """Its launch failed: retried while FailureConfig allows (and no drain runs), else it
+        ends in ERROR, which fail_fast turns into the run's end."""
+        max_failures = self._setup.failure_config.max_failures
+        retry = not self._drain.active and (max_failures < 0 or trial.num_failures < max_failures)
+        self._write_error(trial, error)
+        if retry:
+            reconcile_with_storage(self._storage, trial)  # it may have committed one more
+        self._lifecycle.failed(trial, error, retry)
+        if retry:
+            return
+        self._call_user(self._searcher.on_trial_complete, trial.trial_id, trial.last_result, True)
+        self._call_user(self._scheduler.on_trial_error, trial.trial_id)
+        fail_fast = self._setup.failure_config.fail_fast
+        if fail_fast and not self._drain.active:
+            self._drain.begin(f"fail_fast: trial {trial.trial_name} failed")
+            if fail_fast == "raise":
+                self._drain.fail(TrialError(trial.trial_name, error))
+
+    def _write_error(self, trial: Trial, error: str) -> None:
+        try:
+            self._storage.write_atomic(posixpath.join(trial.relpath, "error.txt"), error.encode())
+        except OSError as exc:
+            self._journal.warn(f"could not write error.txt of {trial.trial_name}: {exc}")
+
+    def _emit(self, kind: str, trial: Trial, result: dict, **data: Any) -> None:
+        self._events.emit(
+            E.Event(kind, trial.trial_id, trial.trial_name, trial.config, dict(result), data)
+        )
+
+
+def _score_metrics(result: dict, checkpoint_config: Any) -> dict:
+    attribute = checkpoint_config.checkpoint_score_attribute
+    if attribute and attribute in result:
+        return {attribute: result[attribute]}
+    return {}

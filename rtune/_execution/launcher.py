@@ -1,0 +1,140 @@
+"""Handing trials to actors: the scheduler chooses among pending trials, the actor pool supplies
+an idle actor (or starts one), and the dispatch policy decides what a busy actor holds queued.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from rtune._execution import dispatch as D
+from rtune._execution.intake import decides_in_controller
+
+if TYPE_CHECKING:
+    from rtune._durable.trial import Trial
+    from rtune._execution.actor_pool import ActorPool, Slot
+    from rtune._execution.drain import Drain
+    from rtune._execution.intake import Intake
+    from rtune._execution.lifecycle import Lifecycle
+    from rtune._execution.setup import ExperimentSetup
+
+
+class Launcher:
+    def __init__(
+        self,
+        setup: ExperimentSetup,
+        trials: dict[str, Trial],
+        lifecycle: Lifecycle,
+        pool: ActorPool,
+        intake: Intake,
+        drain: Drain,
+    ):
+        self._setup = setup
+        self._trials = trials
+        self._lifecycle = lifecycle
+        self._pool = pool
+        self._intake = intake
+        self._drain = drain
+        # pipelining reorders nothing a controller-side decision could see
+        self._dispatch = D.Dispatch(not decides_in_controller(setup) and setup.reuse_actors)
+        self.pace = D.TrialPace()
+        self._pending_requests = _PendingRequests(lifecycle.pending, trials)
+        self.taken_back = 0  # queued trials asked back for idle actors
+        self.queued_ahead = 0  # long trials' successors queued before they ended
+
+    def launch(self) -> float:
+        """Start pending trials on idle actors (or start actors for them), then apply the
+        dispatch plan; returns when the plan's next action falls due."""
+        pending = self._lifecycle.pending
+        cap = self._setup.max_concurrent_trials
+        while pending and (cap is None or len(self._pool.busy()) < cap):
+            trial_id = self._setup.scheduler.choose_trial_to_run(pending)
+            if trial_id is None:
+                break
+            trial = self._trials[trial_id]
+            slot = self._pool.take_idle(trial.resources, self._wanted_requests)
+            if slot is None:
+                wanted = sum(1 for t in pending if self._trials[t].resources == trial.resources)
+                if cap is not None:
+                    wanted = min(wanted, cap - len(self._pool.busy()))
+                self._pool.start_for(trial.resources, wanted, self._setup.pending_demand)
+                break
+            pending.remove(trial_id)
+            self.poll(slot, [trial])
+        busy = self._pool.busy()
+        views = [
+            D.SlotView(
+                slot.request,
+                self._lifecycle.started_at(slot.trials[0].trial_id),
+                tuple(t.trial_id for t in slot.trials[1:]),
+                frozenset(slot.taking_back),
+                slot.wants_next,
+            )
+            for slot in busy
+        ]
+        idle = [slot.request for slot in self._pool.idle]
+        plan = self._dispatch.plan(
+            views, idle, self._pending_requests, self.pace, time.monotonic(),
+            draining=self._drain.active,
+        )  # fmt: skip
+        for action in plan.actions:
+            if isinstance(action, D.Wake):
+                self._pool.wake(busy[action.slot])
+            else:
+                self._pool.take_back(busy[action.slot], action.trial_ids)
+                self.taken_back += len(action.trial_ids)
+        self._drop_unneeded_idle()
+        return plan.next_due
+
+    def _wanted_requests(self) -> set:
+        return {self._trials[trial_id].resources for trial_id in self._lifecycle.pending}
+
+    def _drop_unneeded_idle(self) -> None:
+        """Idle actors go once no trial is left to start. Not while the searcher may still
+        suggest more: pending runs dry between suggestions (and while short trials are queued on
+        other actors), and a new actor would cost a process start."""
+        if self._lifecycle.pending or not self._intake.finished or not self._pool.idle:
+            return
+        if any(slot.taking_back for slot in self._pool.busy()):
+            return  # the trials asked back will need them
+        self._pool.kill_idle()
+
+    def poll(self, slot: Slot, new_trials: list[Trial]) -> None:
+        """The slot's next poll: acknowledgements and stop decisions for its trials, the new
+        ones, and, for short trials, more queued behind them so the actor never waits for us."""
+        woken, slot.wants_next = slot.wants_next, False
+        extra = self._dispatch.to_hand(
+            len(slot.trials) + len(new_trials), slot.request, self._pending_requests, self.pace,
+            draining=self._drain.active, woken=woken,
+        )  # fmt: skip
+        if extra:
+            pending = self._lifecycle.pending
+            new_trials += [self._trials[trial_id] for trial_id in pending[:extra]]
+            del pending[:extra]
+            if woken:
+                self.queued_ahead += extra
+        acks = {t.trial_id: ("finish" if t.stopping else None) for t in slot.trials}
+        # before they are marked running
+        specs = [self._intake.maker.spec_for(trial) for trial in new_trials]
+        slot.trials.extend(new_trials)
+        if new_trials and slot.trials[0] is new_trials[0]:
+            self._lifecycle.start(new_trials[0])
+        self._pool.poll(slot, acks, specs)
+
+
+class _PendingRequests(Sequence):
+    """The pending trials' resource requests, in order, read lazily: the dispatch policy looks
+    at the first few of what may be thousands."""
+
+    def __init__(self, pending: list[str], trials: dict[str, Trial]):
+        self._pending = pending
+        self._trials = trials
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self._trials[t].resources for t in self._pending[index]]
+        return self._trials[self._pending[index]].resources
