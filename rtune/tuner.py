@@ -19,6 +19,7 @@ import ray
 from ray.exceptions import RayActorError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from rtune import _settings
 from rtune._config import DEFAULT_STORAGE_PATH, RunConfig, TuneConfig
 from rtune._driver.first_trials import (
     FirstTrials,
@@ -55,7 +56,7 @@ def ensure_ray() -> None:
     `ray start` made on this machine; else start an embedded local Ray."""
     if ray.is_initialized():
         return
-    address = os.environ.get("RAY_ADDRESS") or _live_local_cluster()
+    address = _settings.ray_address() or _live_local_cluster()
     if address:
         ray.init(address=address)
     else:
@@ -127,7 +128,7 @@ class Tuner:
         none is written yet: a live run's (or an earlier run's) is never replaced here; `fit()`
         writes it after checking that it is the experiment's one writer."""
         trainable = _pickled_trainable(self.trainable)  # refused before anything else
-        _pending_demand()  # bad input is refused before anything is written
+        self._pending_demand()  # bad input is refused before anything is written
         storage = self._storage()
         metadata = self._metadata(trainable)
         if not any(storage.exists(name) for name in state_io.METADATA_FILES):
@@ -156,14 +157,24 @@ class Tuner:
     # ---- storage ----
 
     def _storage(self) -> Storage:
-        if self._restored is not None:
-            return self._restored["storage"]
+        """The experiment's storage, retrying for the run's window: its RunConfig's (a restored
+        run's is the stored one), else the environment's."""
         rc = self.run_config
-        base = rc.storage_path or os.environ.get("RTUNE_STORAGE_PATH") or DEFAULT_STORAGE_PATH
-        if rc.name is None:
-            stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-            rc.name = f"{trainable_name(self.trainable)}_{stamp}"
-        return Storage.at(base, rc.storage_filesystem).child(rc.name)
+        if self._restored is not None:
+            storage = self._restored["storage"]
+        else:
+            base = rc.storage_path or _settings.storage_path() or DEFAULT_STORAGE_PATH
+            if rc.name is None:
+                stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+                rc.name = f"{trainable_name(self.trainable)}_{stamp}"
+            storage = Storage.at(base, rc.storage_filesystem).child(rc.name)
+        storage.retry_s = _settings.storage_retry_s(rc.storage_retry_s)
+        return storage
+
+    def _pending_demand(self) -> int:
+        """RunConfig.max_pending_trials (a restored run's is the stored one), else
+        RTUNE_MAX_PENDING_TRIALS: see rtune/_settings.py."""
+        return _settings.max_pending_trials(self.run_config.max_pending_trials)
 
     def _metadata(self, trainable: bytes | None = None) -> dict:
         """Each user object is pickled on its own, so restore can read the rest even when one of
@@ -256,7 +267,7 @@ class Tuner:
     # ---- fit ----
 
     def fit(self) -> ResultGrid:
-        pending_demand = _pending_demand()  # bad input fails here, before anything is written
+        pending_demand = self._pending_demand()  # bad input fails here, before anything is written
         storage = self._storage()
         ensure_ray()
         name = controller_name(storage)
@@ -560,20 +571,6 @@ def _keep_held_stoppers(old: dict, new: dict) -> dict:
                 _adopt_stopper(b, v)
             merged[key] = before
     return merged
-
-
-def _pending_demand() -> int:
-    """1 keeps a fixed cluster from spawning workers it cannot use; on an autoscaling cluster,
-    RTUNE_MAX_PENDING_TRIALS=N (as Ray Tune's TUNE_MAX_PENDING_TRIALS_PG) lets it scale up
-    several nodes at once."""
-    raw = os.environ.get("RTUNE_MAX_PENDING_TRIALS", "1")
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ValueError(f"RTUNE_MAX_PENDING_TRIALS must be a whole number >= 1, not {raw!r}")
-    return value
 
 
 def _resources_of(trainable: Any) -> Any:
