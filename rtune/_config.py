@@ -33,6 +33,16 @@ def _is_positive_seconds(value: Any) -> bool:
         return False
 
 
+def _is_seconds(value: Any) -> bool:
+    """A number of seconds >= 0 (infinity too: retry for ever), not NaN, not a bool."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return float(value) >= 0
+    except OverflowError:
+        return False
+
+
 def _is_one_of(value: Any, allowed: tuple[str, ...]) -> bool:
     """`value in allowed` for strings only: `1 in (True, ...)` and numpy arrays never match."""
     return isinstance(value, str) and value in allowed
@@ -109,6 +119,11 @@ class RunConfig:
     failure_config: FailureConfig = field(default_factory=FailureConfig)
     verbose: int = 1
     callbacks: list | None = None
+    # rtune's own: stored with the experiment, so a restore runs as the run did. None: from the
+    # environment (rtune/_settings.py). Defaults are needed: an experiment stored before a field
+    # existed unpickles without it and reads the class default.
+    storage_retry_s: float | None = None
+    max_pending_trials: int | None = None
 
     def validate(self) -> None:
         if self.name is not None:
@@ -123,6 +138,18 @@ class RunConfig:
             raise TypeError(
                 "RunConfig.storage_path must be a path or URI string, "
                 f"got {type(self.storage_path).__name__}"
+            )
+        if self.storage_retry_s is not None and not _is_seconds(self.storage_retry_s):
+            raise ValueError(
+                "RunConfig.storage_retry_s must be None or a number of seconds >= 0, "
+                f"got {self.storage_retry_s!r}"
+            )
+        if self.max_pending_trials is not None and (
+            not _is_int(self.max_pending_trials) or self.max_pending_trials < 1
+        ):
+            raise ValueError(
+                "RunConfig.max_pending_trials must be None or an int >= 1, "
+                f"got {self.max_pending_trials!r}"
             )
         if self.verbose not in (0, 1, 2, 3):
             raise ValueError(f"RunConfig.verbose must be 0, 1, 2 or 3, got {self.verbose!r}")

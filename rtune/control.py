@@ -26,6 +26,7 @@ from typing import Any
 
 import ray
 
+from rtune import _settings
 from rtune._durable import lease as _lease
 from rtune._durable.state import METADATA_FILE
 from rtune._durable.storage import Storage
@@ -155,7 +156,7 @@ def _connect(wanted: str) -> None:
                 f"is not running (its owner is gone). {stored_status(storage)}"
             )
     else:
-        address = os.environ.get("RAY_ADDRESS", "")
+        address = _settings.ray_address()
         where = "RAY_ADDRESS"
         if address in ("", "auto"):
             address, alive = local_cluster_address()

@@ -34,31 +34,17 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
+from rtune import _settings
 from rtune._durable.storage import Storage, encode_json
 
 LEASE_FILE = ".rtune_lease.json"
-TTL_ENV = "RTUNE_LEASE_TTL_S"
-DEFAULT_TTL_S = 15.0
-MAX_TTL_S = 30.0
+MAX_TTL_S = _settings.MAX_LEASE_TTL_S
 VERIFY_PAUSE_S = 0.2  # between writing our token and reading it back
 LEASE_FIELDS = ("token", "host", "pid", "started_at", "renewals", "ttl_s")
 
 
 class ExperimentLeased(RuntimeError):
     """Another live run holds the experiment: refused before anything was written."""
-
-
-def lease_ttl_s() -> float:
-    value = os.environ.get(TTL_ENV, "")
-    try:
-        seconds = float(value) if value else DEFAULT_TTL_S
-    except ValueError:
-        seconds = -1.0
-    if not 0 < seconds <= MAX_TTL_S:
-        raise ValueError(
-            f"{TTL_ENV} must be a number of seconds in (0, {MAX_TTL_S:g}], got {value!r}"
-        )
-    return seconds
 
 
 @dataclass
@@ -119,7 +105,7 @@ def new_record(cluster: str = "", cluster_id: str = "", controller: str = "") ->
         host=socket.gethostname(),
         pid=os.getpid(),
         started_at=time.time(),
-        ttl_s=lease_ttl_s(),
+        ttl_s=_settings.lease_ttl_s(),
         cluster=cluster,
         cluster_id=cluster_id,
         controller=controller,

@@ -6,9 +6,10 @@ Guarantees owned here:
 - `commit_checkpoint`: a checkpoint directory counts only once its marker file is written, and the
   marker is written last, after every file of the checkpoint reached storage.
 - Faults: an operation that fails with an I/O error (a store unreachable or slow to answer, a full
-  disk) is retried with backoff for `retry_s` seconds (RTUNE_STORAGE_RETRY_S where the run starts,
-  default 120), then raises `StorageError`, which names the path. Every retried operation is
-  idempotent, so a retry after a half-done attempt leaves the same result as one clean attempt.
+  disk) is retried with backoff for `retry_s` seconds (the run's RunConfig.storage_retry_s, else
+  RTUNE_STORAGE_RETRY_S where the run starts, default 120: see rtune/_settings.py), then raises
+  `StorageError`, which names the path. Every retried operation is idempotent, so a retry after
+  a half-done attempt leaves the same result as one clean attempt.
 Node-local directories are scratch; nothing durable is kept outside `Storage.root`.
 """
 
@@ -28,32 +29,19 @@ from typing import Any, TypeVar
 
 import pyarrow.fs as pafs
 
+from rtune import _settings
+
 COMMIT_MARKER = ".rtune_committed"
 _RENAME_FILESYSTEMS = ("local", "hdfs")
 
 
 _SECRET_QUERY_KEYS = ("access_key", "secret_key", "session_token")
-RETRY_ENV = "RTUNE_STORAGE_RETRY_S"
-DEFAULT_RETRY_S = 120.0
 _T = TypeVar("_T")
 
 
 class StorageError(OSError):
     """Storage stayed unusable through every retry. Nothing durable was lost: what was committed
     before stays committed, and the experiment resumes from it once the storage works."""
-
-
-def default_retry_s() -> float:
-    value = os.environ.get(RETRY_ENV, "")
-    if not value:
-        return DEFAULT_RETRY_S
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = -1.0
-    if not seconds >= 0:
-        raise ValueError(f"{RETRY_ENV} must be a number of seconds >= 0, got {value!r}")
-    return seconds
 
 
 def resolve_filesystem(
@@ -91,7 +79,8 @@ class Storage:
     root: str
     scheme: str = ""
     query: str = ""
-    retry_s: float = field(default_factory=default_retry_s, compare=False)
+    # RTUNE_STORAGE_RETRY_S where the storage is opened; `Tuner` sets the run's own window
+    retry_s: float = field(default_factory=_settings.storage_retry_s, compare=False)
 
     @classmethod
     def at(cls, location: str | os.PathLike, filesystem: pafs.FileSystem | None = None) -> Storage:
