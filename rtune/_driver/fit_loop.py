@@ -32,7 +32,8 @@ from rtune._durable import state as state_io
 from rtune._durable.lease import LeaseKeeper
 from rtune._durable.storage import Storage
 from rtune._durable.trial import Trial
-from rtune._execution.controller import ExperimentSetup, RemoteController
+from rtune._execution.controller import RemoteController
+from rtune._execution.setup import ExperimentSetup
 from rtune.control import (
     CONTROLLER_NAMESPACE,
     controller_name,

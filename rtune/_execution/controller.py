@@ -33,7 +33,6 @@ from rtune._execution.setup import ExperimentSetup
 if TYPE_CHECKING:
     from rtune._driver.first_trials import FirstTrials
 
-__all__ = ["Controller", "ExperimentSetup", "RemoteController"]
 
 
 class Controller:

@@ -42,7 +42,7 @@ class ExperimentSetup:
     state_file: int = 0  # which of the two snapshot files the next snapshot replaces
     restored_state_base: int | None = None  # the seq of the snapshot a restore read
     # actors per resource shape that wait for resources beyond what the cluster holds now: the
-    # demand an autoscaler sees (RTUNE_MAX_PENDING_TRIALS in the driver's environment)
+    # demand an autoscaler sees (RunConfig.max_pending_trials, else RTUNE_MAX_PENDING_TRIALS)
     pending_demand: int = 1
     lease: LeaseRecord | None = None  # taken by the driver (rtune/_durable/lease.py)
     # called with each lifecycle event, off the loop's thread (rtune/_execution/events.py)
