@@ -304,3 +304,29 @@ def test_checkpoints_are_numbered_from_0_and_a_later_run_numbers_on(storage, tmp
     assert os.path.basename(result.checkpoint.path) == "checkpoint_000003"
     assert [m["it"] for _, m in result.best_checkpoints] == [1, 2, 3, 4]
     assert list(result.metrics_dataframe["checkpoint_dir_name"]) == names
+
+
+def reports_keys_rtune_once_used(config):
+    import tempfile
+
+    for i in range(2):
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "w.txt"), "w") as f:
+                f.write(str(i))
+            metrics = {"_checkpoint": f"mine{i}", "_checkpoint_only": i, "score": i}
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+def test_a_users_result_keys_are_never_taken_for_rtunes(storage):
+    """What rtune says about a result (its checkpoint) travels beside it, never in it: keys it
+    once used inside results are a user's like any other."""
+    result = tune.Tuner(
+        reports_keys_rtune_once_used,
+        run_config=tune.RunConfig(storage_path=storage, verbose=0),
+    ).fit()[0]
+    assert result.error is None
+    assert result.metrics["_checkpoint"] == "mine1" and result.metrics["_checkpoint_only"] == 1
+    frame = result.metrics_dataframe
+    assert list(frame["_checkpoint"]) == ["mine0", "mine1"]
+    with result.checkpoint.as_directory() as d:
+        assert open(os.path.join(d, "w.txt")).read() == "1"

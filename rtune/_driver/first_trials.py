@@ -17,6 +17,7 @@ import ray
 from rtune._durable.trial import Trial
 from rtune._execution.actor_pool import MAX_STARTING_ACTORS, new_slot
 from rtune._execution.intake import Intake
+from rtune._execution.protocol import Poll
 from rtune._execution.resources import actors_that_fit, static_request
 from rtune._execution.setup import ExperimentSetup
 from rtune.schedulers import FIFOScheduler, TrialScheduler
@@ -92,7 +93,7 @@ def start_first_trials(setup: ExperimentSetup, actors: list) -> FirstTrials:
             break
         spec = intake.maker.spec_for(trial)
         first.trials.append(trial)
-        first.running.append((actor, trial.trial_id, actor.poll.remote({}, [spec])))
+        first.running.append((actor, trial.trial_id, actor.poll.remote(Poll({}, [spec]))))
     setup.searcher_finished = intake.finished
     return first
 

@@ -20,6 +20,7 @@ from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from rtune._durable.trial import Trial
+from rtune._execution.protocol import Poll
 from rtune._execution.resources import ResourceRequest, actors_that_fit, can_ever_fit
 from rtune._execution.trial_actor import RemoteTrialRunner
 
@@ -142,8 +143,8 @@ class ActorPool:
 
     # ---- calls ----
 
-    def poll(self, slot: Slot, acks: dict, specs: list) -> None:
-        self.inflight[slot.actor.poll.remote(acks, specs)] = (BUSY, slot)
+    def poll(self, slot: Slot, poll: Poll) -> None:
+        self.inflight[slot.actor.poll.remote(poll)] = (BUSY, slot)
 
     def wake(self, slot: Slot) -> None:
         slot.wants_next = True

@@ -18,6 +18,7 @@ from ray.exceptions import RayActorError, RayError
 from rtune._durable.state import pack
 from rtune._durable.trial import Trial
 from rtune._execution import events as E
+from rtune._execution import protocol as P
 from rtune._execution import reporting
 from rtune._execution.actor_pool import STARTING, ActorPool, Slot
 from rtune._execution.decisions import Decisions
@@ -32,7 +33,6 @@ from rtune._execution.setup import ExperimentSetup
 
 if TYPE_CHECKING:
     from rtune._driver.first_trials import FirstTrials
-
 
 
 class Controller:
@@ -197,7 +197,7 @@ class Controller:
             return
         for trial in slot.trials[1:]:  # taken back (or dropped by a drain) before they began
             batch = news.get(trial.trial_id)
-            if batch is not None and batch["outcome"] == "skipped":
+            if batch is not None and batch.outcome == P.SKIPPED:
                 del news[trial.trial_id]
                 slot.trials.remove(trial)
                 slot.taking_back.discard(trial.trial_id)
@@ -206,12 +206,11 @@ class Controller:
             batch = news.get(trial.trial_id)
             if batch is None:
                 break
-            for result in batch["results"]:
-                self.decisions.on_result(trial, result)
-            if batch["outcome"] is None:
+            self.decisions.on_news(trial, batch)
+            if batch.outcome is None:
                 break
             slot.trials.remove(trial)
-            if not self._on_trial_end(slot, trial, batch["outcome"], batch["error"]):
+            if not self._on_trial_end(slot, trial, batch.outcome, batch.error):
                 return  # the actor is gone
             if slot.trials:
                 self.lifecycle.start(slot.trials[0])
@@ -223,15 +222,15 @@ class Controller:
     def _on_trial_end(self, slot: Slot, trial: Trial, outcome: str, error: str | None) -> bool:
         """Book a trial's end; False when that cost its actor."""
         slot.taking_back.discard(trial.trial_id)
-        if outcome == "skipped":  # dropped before it began: as it was before
+        if outcome == P.SKIPPED:  # dropped before it began: as it was before
             self.lifecycle.dropped(trial)
             return True
         self._end_launch(trial)
-        if outcome in ("error", "storage_error"):
+        if outcome in (P.ERROR, P.STORAGE_ERROR):
             # the actor is replaced (a failed trial may have left it broken) and began none of
             # the trials queued behind this one: they wait for another
             self.pool.kill(slot, keep_head=False)
-            if outcome == "error":
+            if outcome == P.ERROR:
                 self.decisions.failed(trial, error or "unknown error")
             else:
                 self.lifecycle.paused(trial, "storage failed")

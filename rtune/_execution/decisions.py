@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from rtune._durable import checkpoints as retention
 from rtune._durable.restore import reconcile_with_storage
 from rtune._execution import events as E
+from rtune._execution import protocol as P
 from rtune._execution.reporting import brief
 from rtune.result_grid import TrialError
 
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from rtune._execution.drain import Drain
     from rtune._execution.events import EventBus
     from rtune._execution.lifecycle import Lifecycle
+    from rtune._execution.protocol import CheckpointNote, TrialNews
     from rtune._execution.reporting import Journal
     from rtune._execution.setup import ExperimentSetup
 
@@ -49,11 +51,28 @@ class Decisions:
         self.results_seen = 0
         self.result_times = [0.0, 0.0]  # when the first and the last result arrived
 
-    def on_result(self, trial: Trial, result: dict) -> None:
-        if "_checkpoint_only" in result:
-            self.on_checkpoint(trial, result["_checkpoint_only"], {**trial.last_result, **result})
+    def on_news(self, trial: Trial, news: TrialNews) -> None:
+        """The trial's results and checkpoints, in the order it made them."""
+        results = news.results
+        if not news.checkpoints:  # the common case
+            for result in results:
+                self.on_result(trial, result, None)
             return
-        checkpoint = result.pop("_checkpoint", None)
+        done = 0
+        for note in news.checkpoints:
+            upto = note.after - 1 if note.with_result else note.after
+            for result in results[done:upto]:
+                self.on_result(trial, result, None)
+            done = upto
+            if note.with_result:
+                self.on_result(trial, results[done], note)
+                done += 1
+            else:  # of the last result reported, taken after it
+                self.on_checkpoint(trial, note, trial.last_result)
+        for result in results[done:]:
+            self.on_result(trial, result, None)
+
+    def on_result(self, trial: Trial, result: dict, checkpoint: CheckpointNote | None) -> None:
         trial.last_result = result
         self._lifecycle.dirty = True
         self.results_seen += 1
@@ -64,6 +83,7 @@ class Decisions:
             self.on_checkpoint(trial, checkpoint, result)
         if trial.stopping:
             return
+        # the searcher and scheduler see the config beside the metrics, as Ray Tune's do
         result["config"] = trial.config
         try:
             self._call_user(self._searcher.on_trial_result, trial.trial_id, result)
@@ -75,13 +95,15 @@ class Decisions:
         if stop or decision == "STOP" or result.get("done"):
             trial.stopping = True
 
-    def on_checkpoint(self, trial: Trial, relpath: str, result: dict) -> None:
+    def on_checkpoint(self, trial: Trial, note: CheckpointNote, scored: dict) -> None:
+        """Book a committed checkpoint (`scored`: the result its score attribute is read from)
+        and retire those retention no longer keeps."""
         config = self._setup.checkpoint_config
         entry = {
-            "path": relpath,
-            "training_iteration": result["training_iteration"],
-            "time_total_s": result["time_total_s"],
-            "metrics": _score_metrics(result, config),
+            "path": note.relpath,
+            "training_iteration": note.training_iteration,
+            "time_total_s": note.time_total_s,
+            "metrics": _score_metrics(scored, config),
         }
         trial.latest_checkpoint = entry
         # stored fields are replaced, never changed in place: an assignment marks the trial changed
@@ -93,12 +115,12 @@ class Decisions:
             except OSError as exc:  # kept a while longer; a later restore sees it and moves on
                 self._journal.warn(f"could not delete an old checkpoint: {exc}")
         if self._events.active:
-            self._emit(E.TRIAL_CHECKPOINT, trial, result, path=relpath)
+            self._emit(E.TRIAL_CHECKPOINT, trial, scored, path=note.relpath)
 
     def finished(self, trial: Trial, outcome: str) -> None:
         """Its launch ended without an error: "finished" (the trainable returned) or "stopped"
         (at a stop decision, or by a drain: resumable unless the drain is final)."""
-        if outcome == "stopped" and not trial.stopping and not self._drain.final:
+        if outcome == P.STOPPED and not trial.stopping and not self._drain.final:
             self._lifecycle.paused(trial)
             return
         self._lifecycle.completed(trial, brief(trial.last_result))

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from rtune._durable.restore import reconcile_with_storage
 from rtune._durable.storage import Storage
+from rtune._execution import protocol as P
 
 if TYPE_CHECKING:
     from rtune._durable.trial import Trial
@@ -69,7 +70,7 @@ class Drain:
             self._requested_reason = reason
         self.requested = "force" if force else (self.requested or "drain")
         for actor in self._pool.stop_targets:
-            actor.request_stop.remote("drain")
+            actor.request_stop.remote(P.DRAIN)
 
     def fail(self, exc: BaseException, tb: str | None = None) -> None:
         """The run fails with `exc` (the first error wins; the others follow from it)."""
@@ -105,7 +106,7 @@ class Drain:
         # a final drain ends the trials: as in Ray Tune, the result a trial is working on when the
         # run ends is not recorded ("finish"); any other drain records it, and class trainables
         # checkpoint there, so the restore loses nothing
-        self._pool.request_stop("finish" if final else "drain")
+        self._pool.request_stop(P.FINISH if final else P.DRAIN)
         self._pool.kill_idle()
         self._pool.kill_starting()
         self._write_state()  # the reason, and a final drain's ended trials, stored at once
@@ -119,7 +120,7 @@ class Drain:
                 f"trial {trial.trial_name} did not stop within {FINAL_DRAIN_GRACE_S:g} s of "
                 f"'{self.reason}' (it never reached a report); its actor was killed"
             )
-            finish(trial, "stopped")
+            finish(trial, P.STOPPED)
 
     def force_stop(self) -> None:
         """Kill every trial actor now. Their news in flight is lost, not their work: each

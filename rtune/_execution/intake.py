@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from rtune._durable.restore import reconcile_with_storage
 from rtune._durable.trial import Trial
+from rtune._execution.protocol import TrialSpec
 from rtune._execution.resources import ResourceRequest, request_for
-from rtune._execution.session import TrialSpec
 from rtune.schedulers import FIFOScheduler, TrialScheduler
 from rtune.search import BasicVariantGenerator, Searcher
 from rtune.stopper import DictStopper

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from rtune._execution import dispatch as D
+from rtune._execution import protocol as P
 from rtune._execution.intake import decides_in_controller
 
 if TYPE_CHECKING:
@@ -114,13 +115,13 @@ class Launcher:
             del pending[:extra]
             if woken:
                 self.queued_ahead += extra
-        acks = {t.trial_id: ("finish" if t.stopping else None) for t in slot.trials}
+        acks = {t.trial_id: (P.FINISH if t.stopping else None) for t in slot.trials}
         # before they are marked running
         specs = [self._intake.maker.spec_for(trial) for trial in new_trials]
         slot.trials.extend(new_trials)
         if new_trials and slot.trials[0] is new_trials[0]:
             self._lifecycle.start(new_trials[0])
-        self._pool.poll(slot, acks, specs)
+        self._pool.poll(slot, P.Poll(acks, specs))
 
 
 class _PendingRequests(Sequence):

@@ -16,11 +16,12 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from rtune._durable.history import ResultsWriter
-from rtune._durable.storage import Storage, checkpoint_dirname
+from rtune._durable.storage import checkpoint_dirname
+from rtune._execution import protocol as P
+from rtune._execution.protocol import CheckpointNote, TrialSpec
 from rtune.checkpoint import Checkpoint
 
 FLUSH_INTERVAL_S = 10.0
@@ -31,28 +32,6 @@ class StopTrial(BaseException):
     """Raised inside `report()` to unwind a function trainable that was asked to stop.
 
     A BaseException, so that a user's `except Exception` does not swallow it."""
-
-
-@dataclass
-class TrialSpec:
-    """Everything a trial actor needs to run one trial; built by the controller."""
-
-    trial_id: str
-    trial_name: str
-    trial_relpath: str
-    experiment_name: str
-    experiment_tag: str
-    config: dict
-    storage: Storage | None  # set by the trial actor, which holds the experiment's Storage
-    epoch: int = 0
-    restore_checkpoint: str | None = None
-    restore_iteration: int = 0
-    restore_time_total: float = 0.0
-    local_stop: dict | None = None
-    ack_window: int = 1
-    checkpoint_frequency: int = 0
-    checkpoint_at_end: bool = False
-    resources: dict = field(default_factory=dict)
 
 
 class TrialContext:
@@ -87,7 +66,7 @@ class TrialSession:
     def __init__(
         self,
         spec: TrialSpec,
-        publish: Callable[[dict], None],
+        publish: Callable[[dict | None, CheckpointNote | None], None],
         await_turn: Callable[[], str | None] = lambda: None,
     ):
         self.spec = spec
@@ -153,13 +132,14 @@ class TrialSession:
             relpath = self._next_checkpoint_relpath()
             result["checkpoint_dir_name"] = posixpath.basename(relpath)
         self.writer.append(result)
+        note = None
         if checkpoint_dir is not None:
             self.writer.flush()
             self._commit(checkpoint_dir, relpath, result)
-            result["_checkpoint"] = relpath
+            note = CheckpointNote(relpath, self.iteration, result["time_total_s"], with_result=True)
         elif time.monotonic() - self._last_flush > FLUSH_INTERVAL_S:
             self.flush()
-        self._publish(result)
+        self._publish(result, note)
         return result
 
     def _next_checkpoint_relpath(self) -> str:
@@ -196,13 +176,7 @@ class TrialSession:
         time_total = self.spec.restore_time_total + (self._last_report - self._started)
         self.flush()
         self._commit(checkpoint_dir, relpath, {"time_total_s": time_total})
-        self._publish(
-            {
-                "_checkpoint_only": relpath,
-                "training_iteration": self.iteration,
-                "time_total_s": time_total,
-            }
-        )
+        self._publish(None, CheckpointNote(relpath, self.iteration, time_total, with_result=False))
 
     def flush(self) -> None:
         self.writer.flush()
@@ -261,7 +235,7 @@ def _require_session(api: str) -> TrialSession:
 def report(metrics: dict, *, checkpoint: Checkpoint | None = None) -> None:
     """Report one iteration's metrics, optionally with a checkpoint (committed before returning)."""
     session = _require_session("report")
-    if session.await_turn() == "finish":
+    if session.await_turn() == P.FINISH:
         raise StopTrial()
     if checkpoint is not None and not isinstance(checkpoint, Checkpoint):
         raise TypeError(

@@ -25,8 +25,10 @@ from typing import Any
 import ray
 
 from rtune._durable.storage import Storage, StorageError
+from rtune._execution import protocol as P
 from rtune._execution import session as _session
-from rtune._execution.session import StopTrial, TrialSession, TrialSpec
+from rtune._execution.protocol import CheckpointNote, Poll, TrialNews, TrialSpec
+from rtune._execution.session import StopTrial, TrialSession
 from rtune.trainable import (
     Trainable,
     is_class_trainable,
@@ -45,7 +47,8 @@ class _Run:
     def __init__(self, spec: TrialSpec, trainable: Any):
         self.spec = spec
         self.trainable = trainable
-        self.outbox: list[dict] = []
+        self.outbox: list[dict] = []  # results not fetched yet
+        self.checkpoints: list[CheckpointNote] = []  # beside them
         self.produced = self.fetched = self.acked = 0
         self.blocked = False  # the trial waits for acknowledgements: nothing more will come
         self.stop_mode: str | None = None  # set before the session exists: a queued trial
@@ -75,14 +78,14 @@ class TrialRunner:
             "node_id": ray.get_runtime_context().get_node_id(),
         }
 
-    def poll(self, acks: dict[str, str | None], specs: list[TrialSpec] = ()) -> dict:
-        """Acknowledge every result of the trials in `acks` fetched so far (and apply their stop
-        decisions), queue `specs`, then wait for news and return it by trial id. Once there is
-        news, wait up to COALESCE_S more while a trial is still producing, so a burst of results,
-        or a short trial's results and its end, travel in one reply."""
-        runs = [_Run(spec, self._experiment_spec(spec)) for spec in specs]
+    def poll(self, poll: Poll) -> dict[str, TrialNews]:
+        """Acknowledge every result of the trials in `poll.acks` fetched so far (and apply
+        their stop decisions), queue `poll.trials`, then wait for news and return it by trial
+        id. Once there is news, wait up to COALESCE_S more while a trial is still producing, so
+        a burst of results, or a short trial's results and its end, travel in one reply."""
+        runs = [_Run(spec, self._experiment_spec(spec)) for spec in poll.trials]
         with self._cond:
-            for trial_id, stop_mode in acks.items():
+            for trial_id, stop_mode in poll.acks.items():
                 run = self._runs.get(trial_id)
                 if run is not None:
                     self._set_stop_mode(run, stop_mode)
@@ -117,7 +120,9 @@ class TrialRunner:
         return self._resolve(self._trainable_ref)
 
     def _has_news(self) -> bool:
-        return any(run.outbox or run.outcome is not None for run in self._runs.values())
+        return any(
+            run.outbox or run.checkpoints or run.outcome is not None for run in self._runs.values()
+        )
 
     def _reply_now(self) -> bool:
         """No point waiting: the running trial waits for us, or nothing runs, or the queue is
@@ -130,14 +135,14 @@ class TrialRunner:
         ended = any(run.outcome is not None for run in self._runs.values())
         return ended and len(self._queued) <= 1
 
-    def _take_news(self) -> dict:
+    def _take_news(self) -> dict[str, TrialNews]:
         news = {}
         for trial_id, run in list(self._runs.items()):
-            if not run.outbox and run.outcome is None:
+            if not run.outbox and not run.checkpoints and run.outcome is None:
                 continue
-            news[trial_id] = {"results": run.outbox, "outcome": run.outcome, "error": run.error}
-            run.fetched += len(run.outbox)
-            run.outbox = []
+            news[trial_id] = TrialNews(run.outbox, run.checkpoints, run.outcome, run.error)
+            run.fetched += len(run.outbox) + sum(1 for c in run.checkpoints if not c.with_result)
+            run.outbox, run.checkpoints = [], []
             if run.outcome is not None:
                 del self._runs[trial_id]
         return news
@@ -149,7 +154,7 @@ class TrialRunner:
                     self._cond.wait()
                 run = self._queued.popleft()
                 if run.stop_mode is not None:  # a drain reached it before it began
-                    run.outcome = "skipped"
+                    run.outcome = P.SKIPPED
                     self._cond.notify_all()
                     continue
                 self._current = run
@@ -176,9 +181,15 @@ class TrialRunner:
             if run.session is not None:
                 run.session.stop_mode = mode
 
-    def _publish(self, run: _Run, result: dict) -> None:
+    def _publish(self, run: _Run, result: dict | None, note: CheckpointNote | None) -> None:
+        """A result, a checkpoint, or both, for the next reply; each counts against the trial's
+        window of unacknowledged news once."""
         with self._cond:
-            run.outbox.append(result)
+            if result is not None:
+                run.outbox.append(result)
+            if note is not None:
+                note.after = len(run.outbox)
+                run.checkpoints.append(note)
             run.produced += 1
             self._cond.notify_all()
 
@@ -197,7 +208,7 @@ class TrialRunner:
             run.outcome, run.error = outcome, error
             if self._current is run:
                 self._current = None
-            if outcome in ("error", "storage_error"):  # the controller replaces this actor
+            if outcome in (P.ERROR, P.STORAGE_ERROR):  # the controller replaces this actor
                 self._skip_queued(lambda _: True)
             self._cond.notify_all()
 
@@ -206,7 +217,7 @@ class TrialRunner:
         controller puts them back to pending. Called holding the condition."""
         for run in [run for run in self._queued if which(run)]:
             self._queued.remove(run)
-            run.outcome = "skipped"
+            run.outcome = P.SKIPPED
         self._cond.notify_all()
 
     def _resolve(self, trainable_ref: Any) -> Any:
@@ -220,10 +231,12 @@ class TrialRunner:
         return self._trainables[key]
 
     def _run(self, run: _Run) -> None:
-        outcome, error, session = "finished", None, None
+        outcome, error, session = P.FINISHED, None, None
         try:
             session = TrialSession(
-                run.spec, lambda result: self._publish(run, result), lambda: self._await_turn(run)
+                run.spec,
+                lambda result, note: self._publish(run, result, note),
+                lambda: self._await_turn(run),
             )
             with self._cond:
                 run.session = session
@@ -234,11 +247,11 @@ class TrialRunner:
             else:
                 self._run_function(run.trainable, run.spec, session)
         except StopTrial:
-            outcome = "stopped"
+            outcome = P.STOPPED
         except StorageError as exc:  # not the trial's fault: it pauses at its last checkpoint
-            outcome, error = "storage_error", str(exc)
+            outcome, error = P.STORAGE_ERROR, str(exc)
         except BaseException:  # the user's error, reported with its traceback
-            outcome, error = "error", traceback.format_exc()
+            outcome, error = P.ERROR, traceback.format_exc()
         finally:
             _session.set_session(None)
             try:
@@ -246,10 +259,10 @@ class TrialRunner:
                     session.flush()
             except StorageError as exc:
                 if error is None:
-                    outcome, error = "storage_error", str(exc)
+                    outcome, error = P.STORAGE_ERROR, str(exc)
             except Exception:
                 if error is None:
-                    outcome, error = "error", traceback.format_exc()
+                    outcome, error = P.ERROR, traceback.format_exc()
             self._end(run, outcome, error)
 
     def _run_function(self, fn: Any, spec: TrialSpec, session: TrialSession) -> None:
@@ -275,7 +288,7 @@ class TrialRunner:
             while True:
                 mode = session.await_turn()
                 if mode is not None:
-                    if mode == "drain" or spec.checkpoint_at_end:
+                    if mode == P.DRAIN or spec.checkpoint_at_end:
                         self._checkpoint_between_iterations(instance, session)
                     completed = True
                     raise StopTrial()
@@ -328,11 +341,11 @@ class TrialRunner:
     def _should_checkpoint(
         spec: TrialSpec, iteration: int, done: bool, stop_mode: str | None
     ) -> bool:
-        if stop_mode == "drain":
+        if stop_mode == P.DRAIN:
             return True
         if spec.checkpoint_frequency and iteration % spec.checkpoint_frequency == 0:
             return True
-        return spec.checkpoint_at_end and (done or stop_mode == "finish")
+        return spec.checkpoint_at_end and (done or stop_mode == P.FINISH)
 
     @staticmethod
     def _checkpoint_between_iterations(instance: Trainable, session: TrialSession) -> None:
