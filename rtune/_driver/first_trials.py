@@ -20,8 +20,6 @@ from rtune._execution.intake import Intake
 from rtune._execution.protocol import Poll
 from rtune._execution.resources import actors_that_fit, static_request
 from rtune._execution.setup import ExperimentSetup
-from rtune.schedulers import FIFOScheduler, TrialScheduler
-from rtune.search import BasicVariantGenerator
 
 # A longer head start delays the controller that short trials need at once: at 1.0 s, 2,000
 # trivial trials ran at ~970 trials/s instead of ~1,200; at 0.3 s, at ~1,200-1,300.
@@ -61,16 +59,16 @@ def first_trial_actors(setup: ExperimentSetup, expected_trials: int | None) -> l
 def start_first_trials(setup: ExperimentSetup, actors: list) -> FirstTrials:
     """Start the first trials on the driver's first actors.
 
-    Only where no user code runs in making a trial (the default searcher, scheduler and names)
-    and nothing is restored. The searcher's state moves on with it: `setup` is sent to the
-    controller afterwards."""
+    Only where the searcher's suggestions may be made ahead, the scheduler runs trials in order
+    (both declared in their `needs`), no name creator runs, and nothing is restored. The
+    searcher's state moves on with it: `setup` is sent to the controller afterwards."""
     first = FirstTrials(actors)
     if not (
         actors
         and not setup.restored_trials
         and not setup.known_trial_dirs
-        and type(setup.searcher) is BasicVariantGenerator
-        and type(setup.scheduler) in (FIFOScheduler, TrialScheduler)
+        and setup.searcher.needs.suggests_ahead
+        and setup.scheduler.needs.runs_in_order
         and setup.trial_name_creator is None
         and setup.trial_dirname_creator is None
     ):

@@ -9,14 +9,16 @@ copies, so any state that exists can be restored without the user's code.
 
 from __future__ import annotations
 
-import base64
 import posixpath
 import time
 from typing import Any
 
 import cloudpickle
 
+from rtune._durable.codec import pack, unpack
 from rtune._durable.storage import Storage, encode_json
+
+__all__ = ["StateWriter", "pack", "read_state", "unpack"]
 
 STATE_FILES = ("experiment_state-0.json", "experiment_state-1.json")
 DELTA_PREFIX = "experiment_delta-"
@@ -25,14 +27,6 @@ METADATA_FILE = "tuner.pkl"
 METADATA_COPY = "tuner_copy.pkl"
 METADATA_FILES = (METADATA_FILE, METADATA_COPY)
 FORMAT_VERSION = 1
-
-
-def pack(obj: Any) -> str:
-    return base64.b64encode(cloudpickle.dumps(obj)).decode()
-
-
-def unpack(text: str) -> Any:
-    return cloudpickle.loads(base64.b64decode(text))
 
 
 def write_metadata(storage: Storage, metadata: dict) -> None:

@@ -6,6 +6,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any
 
+from rtune._durable.codec import pack, unpack
 from rtune._execution.resources import ResourceRequest
 
 PENDING, RUNNING, PAUSED, TERMINATED, ERROR = "PENDING", "RUNNING", "PAUSED", "TERMINATED", "ERROR"
@@ -82,8 +83,6 @@ class Trial:
         resources = state.pop("resources")
         config = state.pop("config")
         if isinstance(config, dict) and set(config) == {"__pickled__"}:
-            from rtune._durable.state import unpack
-
             config = unpack(config["__pickled__"])
         bundles = tuple(tuple((k, float(v)) for k, v in b) for b in resources["bundles"])
         return cls(
@@ -102,8 +101,6 @@ def _encode_config(config: dict) -> Any:
             return config
     except RecursionError:  # a config inside itself: pickle keeps that
         pass
-    from rtune._durable.state import pack
-
     return {"__pickled__": pack(config)}
 
 

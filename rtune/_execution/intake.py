@@ -17,23 +17,22 @@ from rtune._durable.restore import reconcile_with_storage
 from rtune._durable.trial import Trial
 from rtune._execution.protocol import TrialSpec
 from rtune._execution.resources import ResourceRequest, request_for
-from rtune.schedulers import FIFOScheduler, TrialScheduler
-from rtune.search import BasicVariantGenerator, Searcher
+from rtune.search import Searcher
 from rtune.stopper import DictStopper
 
 if TYPE_CHECKING:
     from rtune._execution.setup import ExperimentSetup
 
 RUN_AHEAD_RESULTS = 10_000
-PREFETCH_TRIALS = 64  # configs a BasicVariantGenerator makes ahead: enough to queue
+PREFETCH_TRIALS = 64  # configs made ahead where the searcher allows it: enough to queue
 
 
 def decides_in_controller(setup: ExperimentSetup) -> bool:
-    """Whether user code in the controller (a stopper other than a dict, a scheduler other than
-    FIFO) must see each result before its trial goes on; a dict stopper is checked in the trial
-    actor itself."""
+    """Whether user code in the controller (a stopper other than a dict, a scheduler that
+    declares it decides each result) must see each result before its trial goes on; a dict
+    stopper is checked in the trial actor itself."""
     custom_stopper = setup.stopper is not None and not isinstance(setup.stopper, DictStopper)
-    return custom_stopper or type(setup.scheduler) not in (FIFOScheduler, TrialScheduler)
+    return custom_stopper or setup.scheduler.needs.decides_each_result
 
 
 def ack_window(setup: ExperimentSetup) -> int:
@@ -55,10 +54,10 @@ class Intake:
         self._setup = setup
         self._call_user = call_user
         self.finished = setup.searcher_finished  # the searcher will suggest nothing more
-        # a variant generator's configs cost nothing to make early and keep actors fed; a
-        # model-based searcher suggests better the later it is asked
-        self._model_free = isinstance(setup.searcher, BasicVariantGenerator)
-        self.prefetch = PREFETCH_TRIALS if self._model_free else 1
+        needs = setup.searcher.needs
+        # configs that do not depend on results cost nothing to make early and keep actors fed
+        self.prefetch = PREFETCH_TRIALS if needs.suggests_ahead else 1
+        self._counts_trials = needs.counts_trials
 
     def next_trial(self) -> Trial | None:
         """A new trial, or None: the searcher has none now, finished (`finished`), or failed."""
@@ -67,7 +66,7 @@ class Intake:
             return None
         if (
             setup.max_trials is not None
-            and not self._model_free  # a variant generator counts its own samples
+            and not self._counts_trials
             and len(self.maker.trials) >= setup.max_trials
         ):
             self.finished = True

@@ -37,8 +37,13 @@ class Launcher:
         self._pool = pool
         self._intake = intake
         self._drain = drain
-        # pipelining reorders nothing a controller-side decision could see
-        self._dispatch = D.Dispatch(not decides_in_controller(setup) and setup.reuse_actors)
+        # pipelining reorders nothing a controller-side decision could see, and hands out the
+        # pending trials in their order
+        self._dispatch = D.Dispatch(
+            not decides_in_controller(setup)
+            and setup.scheduler.needs.runs_in_order
+            and setup.reuse_actors
+        )
         self.pace = D.TrialPace()
         self._pending_requests = _PendingRequests(lifecycle.pending, trials)
         self.taken_back = 0  # queued trials asked back for idle actors

@@ -289,7 +289,7 @@ class TrialRunner:
                 mode = session.await_turn()
                 if mode is not None:
                     if mode == P.DRAIN or spec.checkpoint_at_end:
-                        self._checkpoint_between_iterations(instance, session)
+                        _checkpoint_between_iterations(instance, session)
                     completed = True
                     raise StopTrial()
                 metrics = instance.step()
@@ -302,8 +302,8 @@ class TrialRunner:
                     {**metrics, "training_iteration": instance._iteration}
                 )
                 stopping = session.stop_mode is not None
-                if self._should_checkpoint(spec, instance._iteration, done, session.stop_mode):
-                    self._record_with_checkpoint(instance, session, metrics)
+                if _should_checkpoint(spec, instance._iteration, done, session.stop_mode):
+                    _record_with_checkpoint(instance, session, metrics)
                 else:
                     session.record(metrics)
                 if done or stopping:
@@ -337,36 +337,6 @@ class TrialRunner:
             self._instance = None
         return cls(dict(spec.config), **self._parameters)
 
-    @staticmethod
-    def _should_checkpoint(
-        spec: TrialSpec, iteration: int, done: bool, stop_mode: str | None
-    ) -> bool:
-        if stop_mode == P.DRAIN:
-            return True
-        if spec.checkpoint_frequency and iteration % spec.checkpoint_frequency == 0:
-            return True
-        return spec.checkpoint_at_end and (done or stop_mode == P.FINISH)
-
-    @staticmethod
-    def _checkpoint_between_iterations(instance: Trainable, session: TrialSession) -> None:
-        if session.iteration == 0 or session.last_checkpointed == session.iteration:
-            return
-        checkpoint_dir = tempfile.mkdtemp(prefix="rtune_save_")
-        try:
-            _stage_checkpoint(instance, checkpoint_dir)
-            session.commit_checkpoint_only(checkpoint_dir)
-        finally:
-            shutil.rmtree(checkpoint_dir, ignore_errors=True)
-
-    @staticmethod
-    def _record_with_checkpoint(instance: Trainable, session: TrialSession, metrics: dict) -> None:
-        checkpoint_dir = tempfile.mkdtemp(prefix="rtune_save_")
-        try:
-            _stage_checkpoint(instance, checkpoint_dir)
-            session.record(metrics, checkpoint_dir)
-        finally:
-            shutil.rmtree(checkpoint_dir, ignore_errors=True)
-
 
 def _report_output(output: Any) -> None:
     if not output:
@@ -393,6 +363,35 @@ def _stage_checkpoint(instance: Trainable, checkpoint_dir: str) -> None:
             f"Could not stage the checkpoint in the node's scratch directory {checkpoint_dir} "
             f"(TMPDIR): {exc.strerror or exc}",
         ) from exc
+
+
+
+def _should_checkpoint(spec: TrialSpec, iteration: int, done: bool, stop_mode: str | None) -> bool:
+    if stop_mode == P.DRAIN:
+        return True
+    if spec.checkpoint_frequency and iteration % spec.checkpoint_frequency == 0:
+        return True
+    return spec.checkpoint_at_end and (done or stop_mode == P.FINISH)
+
+
+def _checkpoint_between_iterations(instance: Trainable, session: TrialSession) -> None:
+    if session.iteration == 0 or session.last_checkpointed == session.iteration:
+        return
+    checkpoint_dir = tempfile.mkdtemp(prefix="rtune_save_")
+    try:
+        _stage_checkpoint(instance, checkpoint_dir)
+        session.commit_checkpoint_only(checkpoint_dir)
+    finally:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+
+
+def _record_with_checkpoint(instance: Trainable, session: TrialSession, metrics: dict) -> None:
+    checkpoint_dir = tempfile.mkdtemp(prefix="rtune_save_")
+    try:
+        _stage_checkpoint(instance, checkpoint_dir)
+        session.record(metrics, checkpoint_dir)
+    finally:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
 
 
 RemoteTrialRunner = ray.remote(max_concurrency=4)(TrialRunner)

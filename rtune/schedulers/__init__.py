@@ -1,5 +1,11 @@
 """Trial schedulers, at Ray Tune's import path (`ray.tune.schedulers`)."""
 
-from rtune.schedulers.trial_scheduler import FIFOScheduler, TrialScheduler
+from rtune.schedulers.trial_scheduler import (
+    Decision,
+    Exploit,
+    FIFOScheduler,
+    SchedulerNeeds,
+    TrialScheduler,
+)
 
-__all__ = ["FIFOScheduler", "TrialScheduler"]
+__all__ = ["Decision", "Exploit", "FIFOScheduler", "SchedulerNeeds", "TrialScheduler"]

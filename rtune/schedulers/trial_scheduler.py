@@ -1,8 +1,53 @@
-"""Trial schedulers: strategy objects that only return decisions; the controller acts on them."""
+"""Trial schedulers and the decision contract: strategy objects that only return decisions; the
+engine acts on them.
+
+A scheduler answers each result of a trial with a decision:
+- `CONTINUE`: the trial goes on;
+- `STOP`: it ends now (TERMINATED, with this result as its last);
+- `PAUSE`: it stops at its next iteration boundary, with a checkpoint there (class trainables;
+  a function trainable resumes from the last checkpoint it reported), and waits PAUSED until
+  `choose_trial_to_run` picks it again;
+- an `Exploit`: it stops like a PAUSE and starts again from a committed checkpoint of another
+  trial, with a new config (population-based training). The engine keeps that checkpoint
+  (against the donor's retention) until the trial has committed one of its own.
+`choose_trial_to_run` picks among the waiting trials: pending ones first in line, then the
+trials this scheduler paused.
+
+What a scheduler needs of the engine is declared in `needs`, not read from its type, so a
+wrapper keeps the fast paths of what it wraps: a scheduler that does not decide each result
+lets trials run ahead of the controller's acknowledgements, and one that runs trials in order
+lets short trials be queued on busy actors.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
+
+
+@dataclass(frozen=True)
+class Exploit:
+    """Start the trial again from `donor`'s committed checkpoint (`checkpoint`: its path, as in
+    the donor's checkpoint records; None for the donor's latest), with `config`."""
+
+    donor: str
+    config: dict = field(default_factory=dict)
+    checkpoint: str | None = None
+
+
+Decision = str | Exploit  # CONTINUE, STOP, PAUSE, or an Exploit
+
+
+@dataclass(frozen=True)
+class SchedulerNeeds:
+    """What a scheduler needs of the engine.
+
+    `decides_each_result`: each result is decided before its trial goes on (a trial never runs
+    ahead of the controller's answer). `runs_in_order`: `choose_trial_to_run` always picks the
+    first waiting trial, so trials may be handed to actors ahead of time in that order."""
+
+    decides_each_result: bool = True
+    runs_in_order: bool = False
 
 
 class TrialScheduler:
@@ -10,13 +55,23 @@ class TrialScheduler:
     PAUSE = "PAUSE"
     STOP = "STOP"
 
+    @property
+    def needs(self) -> SchedulerNeeds:
+        """By default read from what a subclass overrides: one that answers results decides
+        each; one that chooses trials may not run them in order. Declare it to do better."""
+        cls = type(self)
+        return SchedulerNeeds(
+            decides_each_result=cls.on_trial_result is not TrialScheduler.on_trial_result,
+            runs_in_order=cls.choose_trial_to_run is TrialScheduler.choose_trial_to_run,
+        )
+
     def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
         return True
 
     def on_trial_add(self, trial_id: str, config: dict) -> None:
         pass
 
-    def on_trial_result(self, trial_id: str, result: dict) -> str:
+    def on_trial_result(self, trial_id: str, result: dict) -> Decision:
         return self.CONTINUE
 
     def on_trial_complete(self, trial_id: str, result: dict | None) -> None:
@@ -26,7 +81,8 @@ class TrialScheduler:
         pass
 
     def choose_trial_to_run(self, pending_trial_ids: list[str]) -> str | None:
-        """Which waiting trial starts next; None to start none now."""
+        """Which waiting trial starts next (pending ones first, then those this scheduler
+        paused); None to start none now."""
         return pending_trial_ids[0] if pending_trial_ids else None
 
     def get_state(self) -> dict:
@@ -41,6 +97,8 @@ class TrialScheduler:
 
 class FIFOScheduler(TrialScheduler):
     """First in, first out: trials run in the order the searcher created them, to completion."""
+
+    needs = SchedulerNeeds(decides_each_result=False, runs_in_order=True)
 
     def debug_string(self) -> str:
         return "Using FIFO scheduling algorithm."

@@ -21,7 +21,7 @@ from rtune.search.sample import (
     sample_from,
     uniform,
 )
-from rtune.search.searcher import Searcher
+from rtune.search.searcher import Searcher, SearcherNeeds
 from rtune.search.variant_generator import BasicVariantGenerator
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "Function",
     "Integer",
     "Searcher",
+    "SearcherNeeds",
     "choice",
     "grid_search",
     "lograndint",

@@ -7,7 +7,21 @@ searcher exactly where it was.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class SearcherNeeds:
+    """What a searcher needs of the engine, declared so a wrapper keeps what it wraps.
+
+    `suggests_ahead`: its suggestions never depend on results, so the engine may ask for them
+    early (to keep actors fed, and in the driver for the first trials). `counts_trials`: it ends
+    by itself (`Searcher.FINISHED`) after `num_samples`; otherwise the engine stops asking once
+    `TuneConfig.num_samples` trials exist."""
+
+    suggests_ahead: bool = False
+    counts_trials: bool = False
 
 
 class Searcher:
@@ -18,6 +32,8 @@ class Searcher:
     """
 
     FINISHED: ClassVar[str] = "FINISHED"
+    # a model-based searcher suggests better the later it is asked, and does not count
+    needs: ClassVar[SearcherNeeds] = SearcherNeeds()
 
     def __init__(self, metric: str | None = None, mode: str | None = None) -> None:
         if mode not in (None, "min", "max"):

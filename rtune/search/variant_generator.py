@@ -16,7 +16,7 @@ from numbers import Integral
 from typing import Any
 
 from rtune.search.sample import Domain, Function
-from rtune.search.searcher import Searcher
+from rtune.search.searcher import Searcher, SearcherNeeds
 
 Path = tuple[Any, ...]
 
@@ -197,6 +197,8 @@ class BasicVariantGenerator(Searcher):
     one of the `num_samples` samples and is expanded over the grid keys it leaves unset. With
     `max_concurrent` > 0, `suggest()` returns None while that many suggested trials are unfinished.
     """
+
+    needs = SearcherNeeds(suggests_ahead=True, counts_trials=True)
 
     def __init__(
         self,
