@@ -48,12 +48,28 @@ def best(entries: list[dict], checkpoint_config: Any) -> list[dict]:
     return ranking if keep is None else ranking[-keep:]
 
 
-def to_delete(entries: list[dict], checkpoint_config: Any) -> list[dict]:
-    """Entries neither among the best nor the latest (the last in report order). Called per
+def to_delete(entries: list[dict], checkpoint_config: Any, pinned: Any = frozenset()) -> list[dict]:
+    """Entries neither among the best nor the latest (the last in report order) nor `pinned`
+    (paths another trial will restore from: an exploit's donor checkpoint). Called per
     checkpoint: with nothing to delete it ranks nothing (`num_to_keep=None` keeps all)."""
     keep = checkpoint_config.num_to_keep
     if keep is None or len(entries) <= keep:
         return []
     kept = best(entries, checkpoint_config)
     latest = entries[-1] if entries else None
-    return [e for e in entries if e is not latest and not any(e is k for k in kept)]
+    return [
+        e
+        for e in entries
+        if e is not latest and not any(e is k for k in kept) and e["path"] not in pinned
+    ]
+
+
+def provenance(trial_id: str, epoch: int) -> dict:
+    """What a checkpoint record says of who wrote it: the trial, and which run of it (its
+    epoch). Records of the first stored format have neither: they are their trial's own."""
+    return {"trial_id": trial_id, "epoch": epoch}
+
+
+def is_foreign(entry: dict | None, trial_id: str) -> bool:
+    """Whether a trial's checkpoint record is another trial's (an exploit's donor)."""
+    return entry is not None and entry.get("trial_id", trial_id) != trial_id

@@ -23,6 +23,7 @@ import pyarrow.fs as pafs
 
 from rtune._durable import state as state_io
 from rtune._durable import trial as T
+from rtune._durable.checkpoints import is_foreign, provenance
 from rtune._durable.history import HistoryDamage, index_results, read_history, superseded
 from rtune._durable.storage import Storage
 from rtune._durable.trial import Trial
@@ -92,6 +93,10 @@ def _warn(message: str) -> None:
 def reconcile_with_storage(storage: Storage, trial: Trial) -> None:
     """Bring a trial's checkpoint pointer and epoch up to what storage holds."""
     index = index_results(storage, trial.relpath)
+    # an exploit's donor checkpoint it has not yet replaced with one of its own
+    foreign = (
+        trial.latest_checkpoint if is_foreign(trial.latest_checkpoint, trial.trial_id) else None
+    )
     usable = {}  # committed, and not from a run of the trial that a later one superseded
     # a trial to restart from scratch has none: they are superseded once its restart begins
     found = [] if trial.restore_from_scratch else storage.committed_checkpoints(trial.relpath)
@@ -104,6 +109,7 @@ def reconcile_with_storage(storage: Storage, trial: Trial) -> None:
             "training_iteration": iteration,
             "time_total_s": marker.get("time_total_s", 0.0),
             "metrics": {},
+            **(provenance(trial.trial_id, epoch) if isinstance(epoch, int) else {}),
         }
     for entry in trial.committed_checkpoints:  # what the state knows of them: their metrics
         if entry["path"] in usable:
@@ -131,11 +137,15 @@ def reconcile_with_storage(storage: Storage, trial: Trial) -> None:
             )
     trial.committed_checkpoints = checkpoints
     trial.latest_checkpoint = checkpoints[-1] if checkpoints else None
+    if foreign is not None and not any(
+        e.get("epoch", -1) > foreign.get("adopted_at", -1) for e in checkpoints
+    ):
+        trial.latest_checkpoint = foreign
     # its directory exists, so some run of it began (epoch 0 at least) and may write on for a
     # moment (an orphan of a killed run): the next run takes a higher epoch, superseding it
     trial.epoch = max(trial.epoch, index.max_epoch, 0)
     newest = trial.latest_checkpoint["training_iteration"] if trial.latest_checkpoint else 0
-    if newest > trial.iteration:
+    if newest > trial.iteration and trial.latest_checkpoint is not foreign:
         # checkpoints the state never heard of (a driver killed while its trial actors ran on):
         # the trial's latest result is the one that checkpoint was reported with
         trial.last_result = _result_at(history, newest) or trial.last_result

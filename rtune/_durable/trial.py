@@ -31,6 +31,8 @@ class Trial:
     epoch: int = -1
     restore_from_scratch: bool = False
     stopping: bool = field(default=False, compare=False)
+    # what follows the stop the scheduler asked for: "PAUSE" or an Exploit (None: it ends)
+    after_stop: Any = field(default=None, compare=False)
     # set by any assignment to a stored field (stored fields are replaced, never changed in
     # place): the state writer's deltas hold the changed trials
     changed: bool = field(default=True, repr=False, compare=False)
@@ -90,7 +92,7 @@ class Trial:
         )
 
 
-_UNSTORED = ("stopping", "changed", "encoded_config")
+_UNSTORED = ("stopping", "after_stop", "changed", "encoded_config")
 
 
 def _encode_config(config: dict) -> Any:

@@ -167,7 +167,10 @@ class Controller:
         return ready
 
     def _all_done(self) -> bool:
-        return self.intake.finished and not self.lifecycle.pending
+        """Nothing runs (the caller checked) and nothing will: trials the scheduler paused and
+        does not choose again stay PAUSED, for a restore."""
+        waiting = self.lifecycle.waiting and not self.launcher.chose_none
+        return self.intake.finished and not self.lifecycle.pending and not waiting
 
     def _create_trials(self) -> None:
         while len(self.lifecycle.pending) < self.intake.prefetch:

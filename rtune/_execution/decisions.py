@@ -17,6 +17,7 @@ from rtune._execution import events as E
 from rtune._execution import protocol as P
 from rtune._execution.reporting import brief
 from rtune.result_grid import TrialError
+from rtune.schedulers.trial_scheduler import Exploit, TrialScheduler
 
 if TYPE_CHECKING:
     from rtune._durable.trial import Trial
@@ -50,6 +51,12 @@ class Decisions:
         self._call_user = call_user
         self.results_seen = 0
         self.result_times = [0.0, 0.0]  # when the first and the last result arrived
+        # checkpoint path -> trials that will restore from it though another trial wrote it:
+        # retention keeps them (rebuilt from the records on a restore)
+        self._pins: dict[str, int] = {}
+        for trial in lifecycle.trials.values():
+            if retention.is_foreign(trial.latest_checkpoint, trial.trial_id):
+                self._pin(trial.latest_checkpoint["path"], +1)
 
     def on_news(self, trial: Trial, news: TrialNews) -> None:
         """The trial's results and checkpoints, in the order it made them."""
@@ -92,8 +99,12 @@ class Decisions:
             stop = bool(stopper and self._call_user(stopper, trial.trial_id, result))
         finally:
             result.pop("config", None)
-        if stop or decision == "STOP" or result.get("done"):
-            trial.stopping = True
+        if isinstance(decision, Exploit) or decision == TrialScheduler.PAUSE:
+            if not result.get("done"):
+                trial.stopping, trial.after_stop = True, decision
+                return
+        if stop or decision == TrialScheduler.STOP or result.get("done"):
+            trial.stopping, trial.after_stop = True, None
 
     def on_checkpoint(self, trial: Trial, note: CheckpointNote, scored: dict) -> None:
         """Book a committed checkpoint (`scored`: the result its score attribute is read from)
@@ -104,11 +115,14 @@ class Decisions:
             "training_iteration": note.training_iteration,
             "time_total_s": note.time_total_s,
             "metrics": _score_metrics(scored, config),
+            **retention.provenance(trial.trial_id, trial.epoch),
         }
+        if retention.is_foreign(trial.latest_checkpoint, trial.trial_id):
+            self._pin(trial.latest_checkpoint["path"], -1)  # it resumes from its own now
         trial.latest_checkpoint = entry
         # stored fields are replaced, never changed in place: an assignment marks the trial changed
         trial.committed_checkpoints = [*trial.committed_checkpoints, entry]
-        for old in retention.to_delete(trial.committed_checkpoints, config):
+        for old in retention.to_delete(trial.committed_checkpoints, config, self._pins):
             trial.committed_checkpoints = [c for c in trial.committed_checkpoints if c is not old]
             try:
                 self._storage.uncommit_and_delete(old["path"])
@@ -120,8 +134,15 @@ class Decisions:
     def finished(self, trial: Trial, outcome: str) -> None:
         """Its launch ended without an error: "finished" (the trainable returned) or "stopped"
         (at a stop decision, or by a drain: resumable unless the drain is final)."""
-        if outcome == P.STOPPED and not trial.stopping and not self._drain.final:
-            self._lifecycle.paused(trial)
+        after, trial.after_stop = trial.after_stop, None
+        resumable = after is not None or not trial.stopping  # a pause, an exploit, a drain
+        if outcome == P.STOPPED and resumable and not self._drain.final:
+            if isinstance(after, Exploit):
+                self._exploit(trial, after)
+            elif after is not None:
+                self._lifecycle.paused(trial, "paused by the scheduler", waiting=True)
+            else:
+                self._lifecycle.paused(trial)
             return
         self._lifecycle.completed(trial, brief(trial.last_result))
         self._call_user(self._searcher.on_trial_complete, trial.trial_id, trial.last_result)
@@ -146,6 +167,46 @@ class Decisions:
             if fail_fast == "raise":
                 self._drain.fail(TrialError(trial.trial_name, error))
 
+    def _exploit(self, trial: Trial, exploit: Exploit) -> None:
+        """The trial starts again from the donor's committed checkpoint with the new config;
+        that checkpoint is pinned against the donor's retention until the trial commits its own.
+        A donor or checkpoint that does not exist is the scheduler's error: the run stops."""
+        donor = self._lifecycle.trials.get(exploit.donor)
+        wanted = exploit.checkpoint
+        entries = [] if donor is None else list(donor.committed_checkpoints)
+        if donor is not None and donor.latest_checkpoint is not None:
+            entries.append(donor.latest_checkpoint)
+        found = [e for e in entries if wanted is None or e["path"] == wanted]
+        if not found:
+            what = f"trial {exploit.donor!r}" if donor is None else f"{donor.trial_name}"
+            problem = (
+                "no such trial" if donor is None else f"no committed checkpoint {wanted or ''}"
+            )
+            self._lifecycle.paused(trial)
+            self._call_user(
+                _raise, ValueError(f"Exploit for {trial.trial_name}: {what}: {problem}")
+            )
+            return
+        entry = {
+            **retention.provenance(donor.trial_id, found[-1].get("epoch", -1)),
+            **found[-1],
+            "adopted_at": trial.epoch,  # its own checkpoints of later runs supersede this one
+        }
+        if retention.is_foreign(trial.latest_checkpoint, trial.trial_id):
+            self._pin(trial.latest_checkpoint["path"], -1)
+        self._pin(entry["path"], +1)
+        trial.config = dict(exploit.config)
+        trial.latest_checkpoint = entry
+        trial.restore_from_scratch = False
+        self._lifecycle.restart(trial, f"from {donor.trial_name}'s {entry['path']}")
+
+    def _pin(self, path: str, change: int) -> None:
+        count = self._pins.get(path, 0) + change
+        if count > 0:
+            self._pins[path] = count
+        else:
+            self._pins.pop(path, None)
+
     def _write_error(self, trial: Trial, error: str) -> None:
         try:
             self._storage.write_atomic(posixpath.join(trial.relpath, "error.txt"), error.encode())
@@ -156,6 +217,10 @@ class Decisions:
         self._events.emit(
             E.Event(kind, trial.trial_id, trial.trial_name, trial.config, dict(result), data)
         )
+
+
+def _raise(exc: Exception) -> None:
+    raise exc
 
 
 def _score_metrics(result: dict, checkpoint_config: Any) -> dict:

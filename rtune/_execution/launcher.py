@@ -48,25 +48,33 @@ class Launcher:
         self._pending_requests = _PendingRequests(lifecycle.pending, trials)
         self.taken_back = 0  # queued trials asked back for idle actors
         self.queued_ahead = 0  # long trials' successors queued before they ended
+        self.chose_none = False  # the scheduler started none of the waiting trials last turn
 
     def launch(self) -> float:
         """Start pending trials on idle actors (or start actors for them), then apply the
         dispatch plan; returns when the plan's next action falls due."""
-        pending = self._lifecycle.pending
+        pending, waiting = self._lifecycle.pending, self._lifecycle.waiting
         cap = self._setup.max_concurrent_trials
-        while pending and (cap is None or len(self._pool.busy()) < cap):
-            trial_id = self._setup.scheduler.choose_trial_to_run(pending)
+        self.chose_none = False
+        while (pending or waiting) and (cap is None or len(self._pool.busy()) < cap):
+            # pending trials first in line, then those the scheduler paused
+            candidates = pending + waiting if waiting else pending
+            trial_id = self._setup.scheduler.choose_trial_to_run(candidates)
             if trial_id is None:
+                self.chose_none = True
                 break
             trial = self._trials[trial_id]
             slot = self._pool.take_idle(trial.resources, self._wanted_requests)
             if slot is None:
-                wanted = sum(1 for t in pending if self._trials[t].resources == trial.resources)
+                wanted = sum(1 for t in candidates if self._trials[t].resources == trial.resources)
                 if cap is not None:
                     wanted = min(wanted, cap - len(self._pool.busy()))
                 self._pool.start_for(trial.resources, wanted, self._setup.pending_demand)
                 break
-            pending.remove(trial_id)
+            if trial_id in waiting:
+                self._lifecycle.resume(trial)
+            else:
+                pending.remove(trial_id)
             self.poll(slot, [trial])
         busy = self._pool.busy()
         views = [
@@ -94,13 +102,16 @@ class Launcher:
         return plan.next_due
 
     def _wanted_requests(self) -> set:
-        return {self._trials[trial_id].resources for trial_id in self._lifecycle.pending}
+        waiting = self._lifecycle.pending + self._lifecycle.waiting
+        return {self._trials[trial_id].resources for trial_id in waiting}
 
     def _drop_unneeded_idle(self) -> None:
         """Idle actors go once no trial is left to start. Not while the searcher may still
         suggest more: pending runs dry between suggestions (and while short trials are queued on
         other actors), and a new actor would cost a process start."""
-        if self._lifecycle.pending or not self._intake.finished or not self._pool.idle:
+        if self._lifecycle.pending or self._lifecycle.waiting or not self._intake.finished:
+            return
+        if not self._pool.idle:
             return
         if any(slot.taking_back for slot in self._pool.busy()):
             return  # the trials asked back will need them
@@ -120,13 +131,20 @@ class Launcher:
             del pending[:extra]
             if woken:
                 self.queued_ahead += extra
-        acks = {t.trial_id: (P.FINISH if t.stopping else None) for t in slot.trials}
+        # a pause or an exploit stops as a drain does: the result recorded, a checkpoint there
+        acks = {t.trial_id: _stop_mode(t) for t in slot.trials}
         # before they are marked running
         specs = [self._intake.maker.spec_for(trial) for trial in new_trials]
         slot.trials.extend(new_trials)
         if new_trials and slot.trials[0] is new_trials[0]:
             self._lifecycle.start(new_trials[0])
         self._pool.poll(slot, P.Poll(acks, specs))
+
+
+def _stop_mode(trial: Trial) -> str | None:
+    if not trial.stopping:
+        return None
+    return P.FINISH if trial.after_stop is None else P.DRAIN
 
 
 class _PendingRequests(Sequence):

@@ -59,6 +59,7 @@ class Lifecycle:
     def __init__(self, trials: dict[str, Trial], events: EventBus, journal: Journal):
         self.trials = trials
         self.pending: list[str] = [t.trial_id for t in trials.values() if t.status == PENDING]
+        self.waiting: list[str] = []  # PAUSED by the scheduler, for it to choose again
         self.events = events
         self.journal = journal
         self._launches: dict[str, Launch] = {}
@@ -126,9 +127,13 @@ class Lifecycle:
 
     # ---- how a launch ends ----
 
-    def paused(self, trial: Trial, why: str | None = None) -> None:
+    def paused(self, trial: Trial, why: str | None = None, waiting: bool = False) -> None:
+        """Stopped resumable; `waiting`: paused by the scheduler, which may choose it again in
+        this run (any other pause waits for a restore)."""
         trial.stopping = False
         move(trial, PAUSED)
+        if waiting and self._drain is None:
+            self.waiting.append(trial.trial_id)
         self.dirty = True
         after = f"after {trial.iteration} iterations"
         self.journal.event(f"Trial {trial.trial_name} paused{f': {why}' if why else ' ' + after}.")
@@ -160,6 +165,21 @@ class Lifecycle:
             move(trial, ERROR)
         self.dirty = True
         self._emit(E.TRIAL_ERRORED, trial, error=error, will_retry=retry)
+
+    def resume(self, trial: Trial) -> None:
+        """The scheduler chose a trial it paused: it launches next (not queued in `pending`)."""
+        self.waiting.remove(trial.trial_id)
+        move(trial, PENDING)
+        self.dirty = True
+
+    def restart(self, trial: Trial, why: str) -> None:
+        """Its launch ended to run again at once, first in line (an exploit)."""
+        trial.stopping = False
+        move(trial, PENDING)
+        self.journal.event(f"Trial {trial.trial_name} restarts: {why}.")
+        if self._drain is None:
+            self.pending.insert(0, trial.trial_id)
+        self.dirty = True
 
     def stopped_unfinished(self, trial: Trial) -> None:
         """The run ends with the trial's actor gone mid-launch: resumable from its checkpoint."""

@@ -365,7 +365,6 @@ def _stage_checkpoint(instance: Trainable, checkpoint_dir: str) -> None:
         ) from exc
 
 
-
 def _should_checkpoint(spec: TrialSpec, iteration: int, done: bool, stop_mode: str | None) -> bool:
     if stop_mode == P.DRAIN:
         return True
