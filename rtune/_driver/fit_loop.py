@@ -33,6 +33,7 @@ from rtune._durable.lease import LeaseKeeper
 from rtune._durable.storage import Storage
 from rtune._durable.trial import Trial
 from rtune._execution.controller import RemoteController
+from rtune._execution.driver_messages import Status, Summary
 from rtune._execution.setup import ExperimentSetup
 from rtune.control import (
     CONTROLLER_NAMESPACE,
@@ -215,7 +216,7 @@ class FitLoop:
 
     def _drive(
         self, controller: Any, storage: Storage, first: FirstTrials, requests: StopRequests
-    ) -> dict:
+    ) -> Summary:
         """Wait for the controller's run, forwarding stop signals (those received before it
         existed too) and showing its status."""
         interval = STATUS_INTERVAL_S.get(self.run_config.verbose)
@@ -239,7 +240,7 @@ class FitLoop:
                     last_print = last_poll
                 self._poll_status(controller, storage, show)
 
-    def _summary_of(self, run_ref: Any, storage: Storage) -> dict:
+    def _summary_of(self, run_ref: Any, storage: Storage) -> Summary:
         try:
             return ray.get(run_ref)
         except RayActorError as exc:
@@ -251,10 +252,12 @@ class FitLoop:
 
     def _poll_status(self, controller: Any, storage: Storage, show: bool) -> None:
         try:
-            status = ray.get(controller.status.remote(self._events, self._warned), timeout=5)
+            status: Status = ray.get(
+                controller.status.remote(self._events, self._warned), timeout=5
+            )
         except Exception:  # a slow or busy controller only delays the status block
             return
-        self._print_news(status["events"], status["warnings"])
+        self._print_news(status.events, status.warnings)
         if show:
             print(format_status(status, storage.uri(), ray.cluster_resources()), flush=True)
 
@@ -267,35 +270,32 @@ class FitLoop:
         for warning in warnings:
             print(f"rtune: WARNING: {warning}", file=sys.stderr, flush=True)
 
-    def _finish(self, summary: dict, storage: Storage) -> ResultGrid:
+    def _finish(self, summary: Summary, storage: Storage) -> ResultGrid:
         tc = self.tune_config
         grid = ResultGrid(
-            summary["trials"], storage, tc.metric, tc.mode, self.run_config.checkpoint_config
+            summary.trials, storage, tc.metric, tc.mode, self.run_config.checkpoint_config
         )
         self.result_grid = grid
         # for benchmarks and the curious: time and bytes spent on experiment state
-        self.run_stats = summary["run_stats"]
-        final = summary["status"]
-        take_back_user_objects(
-            summary.get("user_objects", {}), self._searcher, self._scheduler, self._stopper
-        )
-        self._print_news(summary["events"][self._events :], summary["warnings"][self._warned :])
+        self.run_stats = summary.run_stats
+        take_back_user_objects(summary.user_objects, self._searcher, self._scheduler, self._stopper)
+        self._print_news(summary.events[self._events :], summary.warnings[self._warned :])
         if self.run_config.verbose:
-            print(format_status(final, storage.uri(), ray.cluster_resources()), flush=True)
+            print(format_status(summary.status, storage.uri(), ray.cluster_resources()), flush=True)
         self._print_end(grid, summary, storage)
-        if summary["fatal"] is not None:
-            raise state_io.unpack(summary["fatal"])
+        if summary.fatal is not None:
+            raise state_io.unpack(summary.fatal)
         return grid
 
-    def _print_end(self, grid: ResultGrid, summary: dict, storage: Storage) -> None:
+    def _print_end(self, grid: ResultGrid, summary: Summary, storage: Storage) -> None:
         """The outcome; how to resume is printed whatever the verbosity, since a stopped run
         is useless to someone who does not know how to continue it."""
         lines = [
             f"rtune: {len(grid)} trials, {grid.num_terminated} terminated, "
             f"{grid.num_errors} errored. Experiment: {storage.uri()}"
         ]
-        if summary["stop_reason"] and not summary["drain_is_final"]:
-            lines.append(f"rtune: the run was stopped ({summary['stop_reason']}). Resume it with:")
+        if summary.stop_reason and not summary.drain_is_final:
+            lines.append(f"rtune: the run was stopped ({summary.stop_reason}). Resume it with:")
             lines.append(f'    rtune.Tuner.restore("{storage.uri()}").fit()')
             lines.append(f"    or: rtune resume {storage.uri()}")
             print("\n".join(lines), file=sys.stderr, flush=True)
@@ -312,7 +312,7 @@ class FitLoop:
                 )
             except RuntimeError:
                 pass
-        print("\n".join(lines), file=sys.stderr if summary["fatal"] else sys.stdout, flush=True)
+        print("\n".join(lines), file=sys.stderr if summary.fatal else sys.stdout, flush=True)
 
 
 def _resources_of(trainable: Any) -> Any:
