@@ -19,7 +19,6 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from rtune import _settings
 from rtune._config import RunConfig, TuneConfig
 from rtune._driver.first_trials import (
-    FirstTrials,
     await_first_trials,
     first_trial_actors,
     start_first_trials,
@@ -33,7 +32,7 @@ from rtune._durable.lease import LeaseKeeper
 from rtune._durable.storage import Storage
 from rtune._durable.trial import Trial
 from rtune._execution.controller import RemoteController
-from rtune._execution.driver_messages import Status, Summary
+from rtune._execution.driver_messages import FirstTrials, Status, Summary
 from rtune._execution.setup import ExperimentSetup
 from rtune.control import (
     CONTROLLER_NAMESPACE,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import traceback
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import ray
 from ray.exceptions import RayActorError, RayError
@@ -23,7 +23,7 @@ from rtune._execution import reporting
 from rtune._execution.actor_pool import STARTING, ActorPool, Slot
 from rtune._execution.decisions import Decisions
 from rtune._execution.drain import Drain
-from rtune._execution.driver_messages import Status, Summary
+from rtune._execution.driver_messages import FirstTrials, Status, Summary
 from rtune._execution.events import EventBus
 from rtune._execution.intake import Intake
 from rtune._execution.launcher import Launcher
@@ -31,10 +31,6 @@ from rtune._execution.lifecycle import Lifecycle
 from rtune._execution.recorder import Recorder
 from rtune._execution.resources import static_request
 from rtune._execution.setup import ExperimentSetup
-
-if TYPE_CHECKING:
-    from rtune._driver.first_trials import FirstTrials
-
 
 
 class Controller:

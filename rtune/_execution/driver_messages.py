@@ -1,4 +1,5 @@
-"""What the controller actor sends the driver: the status it answers each poll with, and the
+"""What the driver and the controller actor send each other: the first trials the driver started
+(handed to the controller's run), the status the controller answers each poll with, and the
 summary its run returns. Typed, so a misspelt field fails where it is read rather than as a
 missing key at the end of a long run.
 
@@ -15,6 +16,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rtune._durable.trial import Trial
+
+
+@dataclass
+class FirstTrials:
+    """What the driver started before the controller was up (rtune/_driver/first_trials.py):
+    its trial actors, and the trials already running on some of them with the poll that awaits
+    their news (refs in a dataclass: Ray passes them on, unresolved). Filled in as the driver
+    starts them, so not frozen."""
+
+    actors: list
+    trials: list[Trial] = field(default_factory=list)
+    running: list[tuple[Any, str, Any]] = field(default_factory=list)  # (actor, trial id, poll)
+    # what user code raised while the driver made trials: (exception, traceback, where)
+    error: tuple[BaseException, str, str] | None = None
 
 
 @dataclass(frozen=True)
