@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
 from ray.exceptions import RayActorError
@@ -30,7 +30,6 @@ from rtune._durable import lease as _lease
 from rtune._durable import state as state_io
 from rtune._durable.lease import LeaseKeeper
 from rtune._durable.storage import Storage
-from rtune._durable.trial import Trial
 from rtune._execution.controller import RemoteController
 from rtune._execution.driver_messages import FirstTrials, Status, Summary
 from rtune._execution.setup import ExperimentSetup
@@ -42,6 +41,9 @@ from rtune.control import (
 )
 from rtune.result_grid import ResultGrid
 from rtune.trainable import trainable_name
+
+if TYPE_CHECKING:
+    from rtune._durable.restore import RestorePayload
 
 STATUS_INTERVAL_S = {1: 5.0, 2: 5.0, 3: 2.0}
 
@@ -86,7 +88,7 @@ class FitLoop:
         searcher: Any,
         scheduler: Any,
         stopper: Any,
-        restored: dict | None,
+        restored: RestorePayload | None,
         new_metadata: dict | None,
     ):
         self.trainable = trainable
@@ -179,13 +181,11 @@ class FitLoop:
         return LeaseKeeper(storage, mine).start()
 
     def _setup(self, storage: Storage, pending_demand: int) -> ExperimentSetup:
-        restored = self._restored or {}
-        uid = restored.get("experiment_uid") or self._new_uid
-        trials: list[Trial] = restored.get("trials", [])
+        restored = self._restored  # None: a new experiment, from its first trial
         return ExperimentSetup(
             storage=storage,
             experiment_name=posix_basename(storage.root),
-            experiment_uid=uid,
+            experiment_uid=restored.experiment_uid if restored else self._new_uid,
             trainable_name=trainable_name(self.trainable),
             trainable_holder=[ray.put(self.trainable)],
             trainable_resources=_resources_of(self.trainable),
@@ -201,15 +201,15 @@ class FitLoop:
             failure_config=self.run_config.failure_config,
             trial_name_creator=self.tune_config.trial_name_creator,
             trial_dirname_creator=self.tune_config.trial_dirname_creator,
-            restored_trials=trials,
+            restored_trials=restored.trials if restored else [],
             max_trials=self.tune_config.num_samples
             if self.tune_config.search_alg is not None and self.tune_config.num_samples > 0
             else None,
-            searcher_finished=restored.get("searcher_finished", False),
-            known_trial_dirs=restored.get("known_trial_dirs", set()),
-            state_seq=restored.get("state_seq", 0),
-            state_file=restored.get("state_file", 0),
-            restored_state_base=restored.get("restored_state_base"),
+            searcher_finished=restored.searcher_finished if restored else False,
+            known_trial_dirs=restored.known_trial_dirs if restored else set(),
+            state_seq=restored.state_seq if restored else 0,
+            state_file=restored.state_file if restored else 0,
+            restored_state_base=restored.restored_state_base if restored else None,
             pending_demand=pending_demand,
         )
 
