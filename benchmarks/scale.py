@@ -106,8 +106,8 @@ class Monitor(threading.Thread):
                         actor = None
                     else:
                         self.latencies.append(time.monotonic() - last_status)
-                        events += len(status["events"])
-                        warnings += len(status["warnings"])
+                        events += len(status.events)
+                        warnings += len(status.warnings)
             self.done.wait(SAMPLE_EVERY_S)
 
     @staticmethod

@@ -13,7 +13,7 @@ import os
 import secrets
 import time
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cloudpickle
 
@@ -30,6 +30,9 @@ from rtune.search import BasicVariantGenerator, Searcher
 from rtune.stopper import make_stopper
 from rtune.trainable import trainable_name, validate_checkpoint_config, validate_trainable
 
+if TYPE_CHECKING:
+    from rtune._durable.restore import RestorePayload
+
 
 class Tuner:
     def __init__(
@@ -39,7 +42,7 @@ class Tuner:
         param_space: dict | None = None,
         tune_config: TuneConfig | None = None,
         run_config: RunConfig | None = None,
-        _restored: dict | None = None,
+        _restored: RestorePayload | None = None,
     ):
         if trainable is None:
             raise TypeError(
@@ -115,7 +118,7 @@ class Tuner:
         run's is the stored one), else the environment's."""
         rc = self.run_config
         if self._restored is not None:
-            storage = self._restored["storage"]
+            storage = self._restored.storage
         else:
             base = rc.storage_path or _settings.storage_path() or DEFAULT_STORAGE_PATH
             if rc.name is None:
@@ -180,10 +183,10 @@ class Tuner:
         flags = RestoreFlags(resume_unfinished, resume_errored, restart_errored)
         restored = prepare_restore(path, storage_filesystem, trainable, param_space, flags)
         tuner = cls(
-            restored.pop("trainable"),
-            param_space=restored.pop("param_space"),
-            tune_config=restored.pop("tune_config"),
-            run_config=restored.pop("run_config"),
+            restored.trainable,
+            param_space=restored.param_space,
+            tune_config=restored.tune_config,
+            run_config=restored.run_config,
             _restored=restored,
         )
         tuner._continue_from_state()
@@ -205,13 +208,11 @@ class Tuner:
         return True
 
     def _continue_from_state(self) -> None:
-        state = (self._restored or {}).get("state")
+        state = self._restored.state if self._restored is not None else None
         if not state:
             return
         self._searcher.set_state(state_io.unpack(state["searcher"]))
-        if self._restored.get("param_space_given") and isinstance(
-            self._searcher, BasicVariantGenerator
-        ):
+        if self._restored.param_space_given and isinstance(self._searcher, BasicVariantGenerator):
             self._searcher.refresh_space(self.param_space)
         self._scheduler.set_state(state_io.unpack(state["scheduler"]))
         stopper = state_io.unpack(state["stopper"])
@@ -250,11 +251,11 @@ class Tuner:
             return self._result_grid
         if self._restored is None:
             raise RuntimeError("get_results() needs a finished fit(); call fit() first")
-        state = self._restored.get("state") or {"trials": []}
+        state = self._restored.state or {"trials": []}
         trials = [Trial.from_state(t) for t in state["trials"]]
         tc = self.tune_config
         return ResultGrid(
-            trials, self._restored["storage"], tc.metric, tc.mode, self.run_config.checkpoint_config
+            trials, self._restored.storage, tc.metric, tc.mode, self.run_config.checkpoint_config
         )
 
 

@@ -128,9 +128,8 @@ def test_a_killed_controller_gives_a_clear_error_and_a_restorable_experiment(sto
             except Exception:  # not started yet
                 time.sleep(0.1)
                 continue
-            rows = status.get("rows", [])
-            if any(r["last_result"].get("training_iteration", 0) >= 3 for r in rows):
-                os.kill(status["controller_pid"], signal.SIGKILL)
+            if any(r.last_result.get("training_iteration", 0) >= 3 for r in status.rows):
+                os.kill(status.controller_pid, signal.SIGKILL)
                 return
             time.sleep(0.1)
 

@@ -50,7 +50,7 @@ def stopped_experiment(ray_local, tmp_path_factory):
             status = ray.get(run.actor.status.remote(), timeout=5)
         except Exception:  # not started yet
             return False
-        return any(r["config"]["id"] == 0 and r["status"] == "TERMINATED" for r in status["rows"])
+        return any(r.config["id"] == 0 and r.status == "TERMINATED" for r in status.rows)
 
     ctrl_c_when(
         lambda: (

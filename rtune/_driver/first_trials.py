@@ -9,13 +9,12 @@ the controller adopts them (`Controller._adopt`), with the error user code raise
 from __future__ import annotations
 
 import traceback
-from dataclasses import dataclass, field
 from typing import Any
 
 import ray
 
-from rtune._durable.trial import Trial
 from rtune._execution.actor_pool import MAX_STARTING_ACTORS, new_slot
+from rtune._execution.driver_messages import FirstTrials
 from rtune._execution.intake import Intake
 from rtune._execution.protocol import Poll
 from rtune._execution.resources import actors_that_fit, static_request
@@ -24,19 +23,6 @@ from rtune._execution.setup import ExperimentSetup
 # A longer head start delays the controller that short trials need at once: at 1.0 s, 2,000
 # trivial trials ran at ~970 trials/s instead of ~1,200; at 0.3 s, at ~1,200-1,300.
 FIRST_TRIALS_WAIT_S = 0.3
-
-
-@dataclass
-class FirstTrials:
-    """What the driver started before the controller was up: its trial actors, and the trials
-    already running on some of them with the poll that awaits their news (refs in a dataclass:
-    Ray passes them on, unresolved)."""
-
-    actors: list
-    trials: list[Trial] = field(default_factory=list)
-    running: list[tuple[Any, str, Any]] = field(default_factory=list)  # (actor, trial id, poll)
-    # what user code raised while the driver made trials: (exception, traceback, where)
-    error: tuple[BaseException, str, str] | None = None
 
 
 def first_trial_actors(setup: ExperimentSetup, expected_trials: int | None) -> list:

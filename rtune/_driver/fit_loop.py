@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
 from ray.exceptions import RayActorError
@@ -19,7 +19,6 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from rtune import _settings
 from rtune._config import RunConfig, TuneConfig
 from rtune._driver.first_trials import (
-    FirstTrials,
     await_first_trials,
     first_trial_actors,
     start_first_trials,
@@ -31,8 +30,8 @@ from rtune._durable import lease as _lease
 from rtune._durable import state as state_io
 from rtune._durable.lease import LeaseKeeper
 from rtune._durable.storage import Storage
-from rtune._durable.trial import Trial
 from rtune._execution.controller import RemoteController
+from rtune._execution.driver_messages import FirstTrials, Status, Summary
 from rtune._execution.setup import ExperimentSetup
 from rtune.control import (
     CONTROLLER_NAMESPACE,
@@ -42,6 +41,9 @@ from rtune.control import (
 )
 from rtune.result_grid import ResultGrid
 from rtune.trainable import trainable_name
+
+if TYPE_CHECKING:
+    from rtune._durable.restore import RestorePayload
 
 STATUS_INTERVAL_S = {1: 5.0, 2: 5.0, 3: 2.0}
 
@@ -86,7 +88,7 @@ class FitLoop:
         searcher: Any,
         scheduler: Any,
         stopper: Any,
-        restored: dict | None,
+        restored: RestorePayload | None,
         new_metadata: dict | None,
     ):
         self.trainable = trainable
@@ -179,13 +181,11 @@ class FitLoop:
         return LeaseKeeper(storage, mine).start()
 
     def _setup(self, storage: Storage, pending_demand: int) -> ExperimentSetup:
-        restored = self._restored or {}
-        uid = restored.get("experiment_uid") or self._new_uid
-        trials: list[Trial] = restored.get("trials", [])
+        restored = self._restored  # None: a new experiment, from its first trial
         return ExperimentSetup(
             storage=storage,
             experiment_name=posix_basename(storage.root),
-            experiment_uid=uid,
+            experiment_uid=restored.experiment_uid if restored else self._new_uid,
             trainable_name=trainable_name(self.trainable),
             trainable_holder=[ray.put(self.trainable)],
             trainable_resources=_resources_of(self.trainable),
@@ -201,21 +201,21 @@ class FitLoop:
             failure_config=self.run_config.failure_config,
             trial_name_creator=self.tune_config.trial_name_creator,
             trial_dirname_creator=self.tune_config.trial_dirname_creator,
-            restored_trials=trials,
+            restored_trials=restored.trials if restored else [],
             max_trials=self.tune_config.num_samples
             if self.tune_config.search_alg is not None and self.tune_config.num_samples > 0
             else None,
-            searcher_finished=restored.get("searcher_finished", False),
-            known_trial_dirs=restored.get("known_trial_dirs", set()),
-            state_seq=restored.get("state_seq", 0),
-            state_file=restored.get("state_file", 0),
-            restored_state_base=restored.get("restored_state_base"),
+            searcher_finished=restored.searcher_finished if restored else False,
+            known_trial_dirs=restored.known_trial_dirs if restored else set(),
+            state_seq=restored.state_seq if restored else 0,
+            state_file=restored.state_file if restored else 0,
+            restored_state_base=restored.restored_state_base if restored else None,
             pending_demand=pending_demand,
         )
 
     def _drive(
         self, controller: Any, storage: Storage, first: FirstTrials, requests: StopRequests
-    ) -> dict:
+    ) -> Summary:
         """Wait for the controller's run, forwarding stop signals (those received before it
         existed too) and showing its status."""
         interval = STATUS_INTERVAL_S.get(self.run_config.verbose)
@@ -239,7 +239,7 @@ class FitLoop:
                     last_print = last_poll
                 self._poll_status(controller, storage, show)
 
-    def _summary_of(self, run_ref: Any, storage: Storage) -> dict:
+    def _summary_of(self, run_ref: Any, storage: Storage) -> Summary:
         try:
             return ray.get(run_ref)
         except RayActorError as exc:
@@ -251,10 +251,12 @@ class FitLoop:
 
     def _poll_status(self, controller: Any, storage: Storage, show: bool) -> None:
         try:
-            status = ray.get(controller.status.remote(self._events, self._warned), timeout=5)
+            status: Status = ray.get(
+                controller.status.remote(self._events, self._warned), timeout=5
+            )
         except Exception:  # a slow or busy controller only delays the status block
             return
-        self._print_news(status["events"], status["warnings"])
+        self._print_news(status.events, status.warnings)
         if show:
             print(format_status(status, storage.uri(), ray.cluster_resources()), flush=True)
 
@@ -267,35 +269,32 @@ class FitLoop:
         for warning in warnings:
             print(f"rtune: WARNING: {warning}", file=sys.stderr, flush=True)
 
-    def _finish(self, summary: dict, storage: Storage) -> ResultGrid:
+    def _finish(self, summary: Summary, storage: Storage) -> ResultGrid:
         tc = self.tune_config
         grid = ResultGrid(
-            summary["trials"], storage, tc.metric, tc.mode, self.run_config.checkpoint_config
+            summary.trials, storage, tc.metric, tc.mode, self.run_config.checkpoint_config
         )
         self.result_grid = grid
         # for benchmarks and the curious: time and bytes spent on experiment state
-        self.run_stats = summary["run_stats"]
-        final = summary["status"]
-        take_back_user_objects(
-            summary.get("user_objects", {}), self._searcher, self._scheduler, self._stopper
-        )
-        self._print_news(summary["events"][self._events :], summary["warnings"][self._warned :])
+        self.run_stats = summary.run_stats
+        take_back_user_objects(summary.user_objects, self._searcher, self._scheduler, self._stopper)
+        self._print_news(summary.events[self._events :], summary.warnings[self._warned :])
         if self.run_config.verbose:
-            print(format_status(final, storage.uri(), ray.cluster_resources()), flush=True)
+            print(format_status(summary.status, storage.uri(), ray.cluster_resources()), flush=True)
         self._print_end(grid, summary, storage)
-        if summary["fatal"] is not None:
-            raise state_io.unpack(summary["fatal"])
+        if summary.fatal is not None:
+            raise state_io.unpack(summary.fatal)
         return grid
 
-    def _print_end(self, grid: ResultGrid, summary: dict, storage: Storage) -> None:
+    def _print_end(self, grid: ResultGrid, summary: Summary, storage: Storage) -> None:
         """The outcome; how to resume is printed whatever the verbosity, since a stopped run
         is useless to someone who does not know how to continue it."""
         lines = [
             f"rtune: {len(grid)} trials, {grid.num_terminated} terminated, "
             f"{grid.num_errors} errored. Experiment: {storage.uri()}"
         ]
-        if summary["stop_reason"] and not summary["drain_is_final"]:
-            lines.append(f"rtune: the run was stopped ({summary['stop_reason']}). Resume it with:")
+        if summary.stop_reason and not summary.drain_is_final:
+            lines.append(f"rtune: the run was stopped ({summary.stop_reason}). Resume it with:")
             lines.append(f'    rtune.Tuner.restore("{storage.uri()}").fit()')
             lines.append(f"    or: rtune resume {storage.uri()}")
             print("\n".join(lines), file=sys.stderr, flush=True)
@@ -312,7 +311,7 @@ class FitLoop:
                 )
             except RuntimeError:
                 pass
-        print("\n".join(lines), file=sys.stderr if summary["fatal"] else sys.stdout, flush=True)
+        print("\n".join(lines), file=sys.stderr if summary.fatal else sys.stdout, flush=True)
 
 
 def _resources_of(trainable: Any) -> Any:

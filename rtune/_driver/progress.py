@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from rtune._durable.history import flatten
+from rtune._execution.driver_messages import Status, StatusRow
 
 _SHOWN_METRICS = 4
 _SKIP = {
@@ -42,54 +43,54 @@ def _fmt(value: Any) -> str:
     return text if len(text) <= 24 else text[:21] + "..."
 
 
-def format_status(status: dict, experiment_path: str, available: dict[str, float]) -> str:
-    counts = status["counts"]
-    total = status["total_trials"]
+def format_status(status: Status, experiment_path: str, available: dict[str, float]) -> str:
+    counts = status.counts
+    total = status.total_trials
     finished = counts.get("TERMINATED", 0) + counts.get("ERROR", 0)
     by_status = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-    requested = status["requested"]
+    requested = status.requested
     resources = ", ".join(
         f"{requested.get(key, 0):g}/{available.get(key, 0):g} {key}s" for key in ("CPU", "GPU")
     )
     lines = [
         "== Status ==",
         _memory_line(),
-        status["scheduler"],
+        status.scheduler,
         f"Resources requested: {resources}",
         f"Result logdir: {experiment_path}",
-        f"Number of trials: {status['num_trials']}"
+        f"Number of trials: {status.num_trials}"
         + (f"/{total}" if total else "")
         + (f" ({by_status})" if by_status else ""),
-        f"Progress: {finished} of {total or status['num_trials']} trials finished, "
-        f"{status['elapsed_s']:.1f} s elapsed",
+        f"Progress: {finished} of {total or status.num_trials} trials finished, "
+        f"{status.elapsed_s:.1f} s elapsed",
     ]
-    if status.get("drain_reason"):
-        lines.append(f"Stopping: {status['drain_reason']}")
-    lines.extend(_table(status["rows"]))
+    if status.drain_reason:
+        lines.append(f"Stopping: {status.drain_reason}")
+    lines.extend(_table(status.rows))
     return "\n".join(lines)
 
 
-def _table(rows: list[dict]) -> list[str]:
+def _table(rows: tuple[StatusRow, ...]) -> list[str]:
     if not rows:
         return []
     config_keys: list[str] = []
     metric_keys: list[str] = []
     for row in rows:
-        for key in flatten(row["config"]):
+        for key in flatten(row.config):
             if key not in config_keys:
                 config_keys.append(key)
-        for key, value in row["last_result"].items():
+        for key, value in row.last_result.items():
             if key not in _SKIP and key not in metric_keys and not isinstance(value, dict):
                 metric_keys.append(key)
     metric_keys = metric_keys[: _SHOWN_METRICS + 2]
     header = ["Trial name", "status", *config_keys, *metric_keys]
     body = []
     for row in rows:
-        config = flatten(row["config"])
+        config = flatten(row.config)
         body.append(
-            [row["name"], row["status"]]
+            [row.name, row.status]
             + [_fmt(config.get(k, "")) for k in config_keys]
-            + [_fmt(row["last_result"].get(k, "")) for k in metric_keys]
+            + [_fmt(row.last_result.get(k, "")) for k in metric_keys]
         )
     widths = [max(len(str(cell)) for cell in col) for col in zip(header, *body)]
     line = "+-" + "-+-".join("-" * w for w in widths) + "-+"

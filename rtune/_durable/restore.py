@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cloudpickle
 import pyarrow.fs as pafs
@@ -29,12 +29,37 @@ from rtune._durable.storage import Storage
 from rtune._durable.trial import Trial
 from rtune._execution.lifecycle import move
 
+if TYPE_CHECKING:
+    from rtune._config import RunConfig, TuneConfig
+
 
 @dataclass
 class RestoreFlags:
     resume_unfinished: bool = True
     resume_errored: bool = False
     restart_errored: bool = False
+
+
+@dataclass
+class RestorePayload:
+    """What `prepare_restore` read and checked: the user's objects for `Tuner(...)`, and where the
+    run continues from for `fit()` (rtune/_driver/fit_loop.py makes its ExperimentSetup of it).
+    Stays on the driver: never sent to an actor."""
+
+    storage: Storage
+    trainable: Any
+    param_space: dict
+    param_space_given: bool  # passed to Tuner.restore, not read from the experiment
+    tune_config: TuneConfig
+    run_config: RunConfig  # storage_path and storage_filesystem: where it was restored from
+    experiment_uid: str
+    state: dict | None  # the experiment state as stored (None: no state was ever written)
+    trials: list[Trial]  # as restore's flags left them, checkpoints reconciled with storage
+    searcher_finished: bool
+    known_trial_dirs: set[str]  # the experiment directory's subdirectories
+    state_seq: int  # the next state write's sequence number
+    state_file: int  # which of the two snapshot files the next snapshot goes to
+    restored_state_base: int | None  # the snapshot's seq the state was read from
 
 
 def open_experiment(path: str | os.PathLike, filesystem: Any = None) -> Storage:
@@ -223,7 +248,7 @@ def _load(copies: list[tuple[str, dict]], key: str, storage: Storage, hint: str)
 
 def prepare_restore(
     path: Any, filesystem: Any, trainable: Any, param_space: dict | None, flags: RestoreFlags
-) -> dict:
+) -> RestorePayload:
     """Everything `Tuner` needs to continue an experiment, checked before anything runs."""
     from rtune.trainable import trainable_name
 
@@ -263,22 +288,22 @@ def prepare_restore(
     trial_dirs = {
         info.base_name for info in storage.list_dir("") if info.type == pafs.FileType.Directory
     }
-    return {
-        "state_seq": state["seq"] + 1 if state else 0,
-        "state_file": 1 - state["snapshot_file"] if state else 0,
-        "restored_state_base": state["snapshot_seq"] if state else None,
-        "storage": storage,
-        "trainable": trainable,
-        "param_space": param_space if param_space is not None else stored_space,
-        "tune_config": _load(copies, "tune_config", storage, ""),
-        "run_config": run_config,
-        "state": state,
-        "experiment_uid": metadata["experiment_uid"],
-        "trials": _refreshed(restore_trials(storage, state, flags, trial_dirs), param_space),
-        "searcher_finished": bool(state and state.get("searcher_finished")),
-        "known_trial_dirs": trial_dirs,
-        "param_space_given": param_space is not None,
-    }
+    return RestorePayload(
+        storage=storage,
+        trainable=trainable,
+        param_space=param_space if param_space is not None else stored_space,
+        param_space_given=param_space is not None,
+        tune_config=_load(copies, "tune_config", storage, ""),
+        run_config=run_config,
+        experiment_uid=metadata["experiment_uid"],
+        state=state,
+        trials=_refreshed(restore_trials(storage, state, flags, trial_dirs), param_space),
+        searcher_finished=bool(state and state.get("searcher_finished")),
+        known_trial_dirs=trial_dirs,
+        state_seq=state["seq"] + 1 if state else 0,
+        state_file=1 - state["snapshot_file"] if state else 0,
+        restored_state_base=state["snapshot_seq"] if state else None,
+    )
 
 
 def _load_or_none(copies: list[tuple[str, dict]], key: str, storage: Storage) -> Any:

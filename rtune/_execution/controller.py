@@ -8,9 +8,10 @@ only in `lifecycle`; how a run stops is `drain`'s; what the driver reads is `rep
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import traceback
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import ray
 from ray.exceptions import RayActorError, RayError
@@ -23,6 +24,7 @@ from rtune._execution import reporting
 from rtune._execution.actor_pool import STARTING, ActorPool, Slot
 from rtune._execution.decisions import Decisions
 from rtune._execution.drain import Drain
+from rtune._execution.driver_messages import FirstTrials, Status, Summary
 from rtune._execution.events import EventBus
 from rtune._execution.intake import Intake
 from rtune._execution.launcher import Launcher
@@ -30,9 +32,6 @@ from rtune._execution.lifecycle import Lifecycle
 from rtune._execution.recorder import Recorder
 from rtune._execution.resources import static_request
 from rtune._execution.setup import ExperimentSetup
-
-if TYPE_CHECKING:
-    from rtune._driver.first_trials import FirstTrials
 
 
 class Controller:
@@ -79,13 +78,12 @@ class Controller:
         """The experiment's storage URI, for `rtune stop` and `Tuner.restore`."""
         return self.setup.storage.uri()
 
-    def status(self, events_from: int = 0, warnings_from: int = 0) -> dict:
+    def status(self, events_from: int = 0, warnings_from: int = 0) -> Status:
         """The loop's last published snapshot, with the events and warnings not yet seen."""
-        snapshot = dict(self.board.read())
-        snapshot["events"], snapshot["warnings"] = self.journal.since(events_from, warnings_from)
-        return snapshot
+        events, warnings = self.journal.since(events_from, warnings_from)
+        return dataclasses.replace(self.board.read(), events=events, warnings=warnings)
 
-    def run(self, first: FirstTrials | None = None) -> dict:
+    def run(self, first: FirstTrials | None = None) -> Summary:
         """Run the experiment, from what the driver started while this controller started."""
         cpu_at_start = time.thread_time()
         self.recorder.start()
@@ -262,7 +260,7 @@ class Controller:
 
     # ---- what the driver reads ----
 
-    def _status_snapshot(self) -> dict:
+    def _status_snapshot(self) -> Status:
         return reporting.status_snapshot(
             self.trials.values(),
             reporting.requested_resources(slot.request for slot in self.pool.busy()),
@@ -273,18 +271,19 @@ class Controller:
             done=self._done,
         )
 
-    def _summary(self) -> dict:
+    def _summary(self) -> Summary:
         # first: its warnings go with the summary
         user_objects = reporting.user_objects(self.setup, self.journal.warn)
         status = self._status_snapshot()
         self.board.publish(status, final=True)
         fatal = self.drain.fatal
-        return {
-            "trials": list(self.trials.values()),  # pickled whole: cheaper than state records
-            "fatal": pack(fatal) if fatal is not None else None,
-            "fatal_tb": self.drain.fatal_tb,
-            "stop_reason": self.drain.reason,
-            "run_stats": {
+        events, warnings = self.journal.since(0, 0)
+        return Summary(
+            trials=list(self.trials.values()),  # pickled whole: cheaper than state records
+            fatal=pack(fatal) if fatal is not None else None,
+            fatal_tb=self.drain.fatal_tb,
+            stop_reason=self.drain.reason,
+            run_stats={
                 **self.recorder.writer.stats(),
                 "controller_run_s": time.monotonic() - self._started_at,
                 "controller_cpu_s": self._loop_cpu_s,
@@ -295,12 +294,12 @@ class Controller:
                     0.0, self.decisions.result_times[1] - self.decisions.result_times[0]
                 ),
             },
-            "warnings": self.journal.since(0, 0)[1],
-            "drain_is_final": self.drain.final,
-            "events": self.journal.since(0, 0)[0],
-            "status": status,
-            "user_objects": user_objects,
-        }
+            warnings=warnings,
+            drain_is_final=self.drain.final,
+            events=events,
+            status=status,
+            user_objects=user_objects,
+        )
 
 
 RemoteController = ray.remote(num_cpus=0, max_concurrency=8)(Controller)

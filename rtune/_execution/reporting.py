@@ -18,6 +18,7 @@ from typing import Any
 from rtune._durable import trial as T
 from rtune._durable.state import pack
 from rtune._durable.trial import Trial
+from rtune._execution.driver_messages import Status, StatusRow, status_before_start
 
 STATUS_ROWS = 20
 # the loop publishes a fresh snapshot when a status call asked for one, and at least this often
@@ -55,7 +56,7 @@ class StatusBoard:
     loop for a fresh one without ever waiting on the loop for more than STATUS_WAIT_S."""
 
     def __init__(self) -> None:
-        self._published: dict = {}
+        self._published: Status = status_before_start()
         self._published_at = -1e9
         self._wanted = False
         self._final = False  # the loop has ended: what is published stays
@@ -64,7 +65,7 @@ class StatusBoard:
     def due(self) -> bool:
         return self._wanted or time.monotonic() - self._published_at >= PUBLISH_EVERY_S
 
-    def publish(self, snapshot: dict, final: bool = False) -> None:
+    def publish(self, snapshot: Status, final: bool = False) -> None:
         with self._fresh:
             self._published = snapshot
             self._final = final
@@ -72,7 +73,7 @@ class StatusBoard:
             self._wanted = False
             self._fresh.notify_all()
 
-    def read(self) -> dict:
+    def read(self) -> Status:
         with self._fresh:
             if self._final:
                 return self._published
@@ -91,33 +92,33 @@ def status_snapshot(
     drain_reason: str | None,
     scheduler: str,
     done: bool,
-) -> dict:
+) -> Status:
     """Built on the loop thread: rows copy the results they show, as the loop changes them."""
     trials = list(trials)
     counts: dict[str, int] = {}
     for trial in trials:
         counts[trial.status] = counts.get(trial.status, 0) + 1
     shown = sorted(trials, key=lambda t: (_STATUS_ORDER.get(t.status, 9), t.index))[:STATUS_ROWS]
-    return {
-        "counts": counts,
-        "num_trials": len(trials),
-        "total_trials": total_trials,
-        "rows": [
-            {
-                "name": t.trial_name,
-                "status": t.status,
-                "config": t.config,
-                "last_result": dict(t.last_result),
-            }
+    return Status(
+        counts=counts,
+        num_trials=len(trials),
+        total_trials=total_trials,
+        rows=tuple(
+            StatusRow(
+                name=t.trial_name,
+                status=t.status,
+                config=t.config,
+                last_result=dict(t.last_result),
+            )
             for t in shown
-        ],
-        "requested": requested,
-        "elapsed_s": elapsed_s,
-        "drain_reason": drain_reason,
-        "controller_pid": os.getpid(),
-        "scheduler": scheduler,
-        "done": done,
-    }
+        ),
+        requested=requested,
+        elapsed_s=elapsed_s,
+        drain_reason=drain_reason,
+        controller_pid=os.getpid(),
+        scheduler=scheduler,
+        done=done,
+    )
 
 
 def brief(result: dict) -> str:

@@ -50,7 +50,7 @@ def counts() -> dict:
     from rtune.control import running_experiments
 
     for run in running_experiments():
-        return ray.get(run.actor.status.remote())["counts"]
+        return ray.get(run.actor.status.remote()).counts
     return {}
 
 
