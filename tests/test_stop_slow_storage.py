@@ -25,6 +25,7 @@ import test_faults
 from conftest import experiment_path
 
 import rtune as tune
+from rtune._execution.driver_messages import Status
 from rtune.control import find_experiment
 
 NAME = "stop_on_slow_store"
@@ -118,16 +119,16 @@ def wait_for_results(fit_outcome: dict):
             status = ray.get(found["controller"].status.remote(), timeout=STATUS_ANSWER_S)
         except (LookupError, ray.exceptions.GetTimeoutError):  # not started yet
             return False
-        rows = status.get("rows", [])  # none before the loop's first snapshot
-        return status.get("counts") == {"RUNNING": TRIALS} and all(
-            row["last_result"].get("training_iteration", 0) >= 3 for row in rows
+        rows = status.rows  # none before the loop's first snapshot
+        return status.counts == {"RUNNING": TRIALS} and all(
+            row.last_result.get("training_iteration", 0) >= 3 for row in rows
         )
 
     wait_until(flowing, "results of every trial in the status", START_TIMEOUT_S, fit_outcome)
     return found["controller"]
 
 
-def prompt_status(controller) -> dict:
+def prompt_status(controller) -> Status:
     """The controller's status, which must answer within STATUS_ANSWER_S whatever its loop does."""
     try:
         return ray.get(controller.status.remote(), timeout=STATUS_ANSWER_S)
@@ -158,11 +159,11 @@ def test_a_stop_reaches_the_trials_while_the_loop_waits_on_slow_storage(proxied_
         while True:
             time.sleep(1.2)  # longer than the loop's publishing period (1 s): a poll interval
             blocked = prompt_status(controller)
-            if blocked["elapsed_s"] == previous["elapsed_s"]:
+            if blocked.elapsed_s == previous.elapsed_s:
                 break
             assert time.monotonic() < deadline, "the loop never blocked in a slowed state write"
             previous = blocked
-        assert blocked["counts"] == {"RUNNING": TRIALS}, blocked["counts"]
+        assert blocked.counts == {"RUNNING": TRIALS}, blocked.counts
         # trials run ahead of a blocked loop (they need no acknowledgement): without a stop that
         # reaches them directly, they would go on for as long as storage stays slow
         while_blocked = started(progress)
@@ -189,11 +190,11 @@ def test_a_stop_reaches_the_trials_while_the_loop_waits_on_slow_storage(proxied_
             assert started_after <= MAX_STARTED_AFTER_STOP, (trial, at_stop, after_stop)
         # the loop has not had a turn since before the stop: the trials heard it from the stop
         # call itself, not from the loop
-        assert still_blocked["elapsed_s"] == blocked["elapsed_s"], (
+        assert still_blocked.elapsed_s == blocked.elapsed_s, (
             "the loop had a turn before the trainables saw the stop; this test needs it held in "
             "one slowed state write throughout (did the write end early?)"
         )
-        assert still_blocked["drain_reason"] is None
+        assert still_blocked.drain_reason is None
     finally:
         proxy.slow(0)  # storage recovers
         fit_thread.join(END_TIMEOUT_S)
@@ -229,17 +230,6 @@ def short(config: dict) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    raises=KeyError,
-    reason="fit() (verbose=1) raises KeyError: 'counts' at rtune/_driver/progress.py:46 "
-    "(format_status, from fit_loop.py:259 _poll_status) when the driver prints its first status "
-    "block (5 s in) before the controller's loop published a snapshot: Controller.status "
-    "(controller.py:84) then returns StatusBoard's initial {} (reporting.py:58) plus events and "
-    "warnings. With slow storage the loop starts late: run() first renews the lease "
-    "(controller.py:91 recorder.start -> lease.py:245 renew: a storage read and write, ~12 s at "
-    "1 s per chunk)",
-)
 def test_a_status_block_before_the_loops_first_snapshot_does_not_fail_the_run(proxied_s3, tmp_path):
     proxy, uri = proxied_s3
     name = "status_before_first_snapshot"

@@ -54,7 +54,6 @@ class Controller:
             self.journal,
             setup.storage,
             setup.time_budget_s,
-            write_state=lambda: self.recorder.write(),
         )
         self.decisions = Decisions(
             setup, self.lifecycle, self.drain, self.journal, self.events, self._call_user
@@ -138,8 +137,11 @@ class Controller:
             for trial, error in self.pool.due_deaths():
                 self.decisions.failed(trial, error)
             self.pool.publish_stop_targets()
-            if self.board.due():
+            if self.board.due() or self.drain.begun:
                 self.board.publish(self._status_snapshot())
+            if self.drain.begun:  # the stop's reason stored now, after the status shows it
+                self.drain.begun = False
+                self.recorder.write()
             idle = not self.pool.busy() and not self.pool.dying
             if idle and (self.drain.active or self._all_done()):
                 return

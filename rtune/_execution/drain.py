@@ -41,7 +41,6 @@ class Drain:
         journal: Journal,
         storage: Storage,
         time_budget_s: float | None,
-        write_state: Callable[[], None],
     ):
         self._pool = pool
         self._lifecycle = lifecycle
@@ -49,7 +48,7 @@ class Drain:
         self._journal = journal
         self._storage = storage
         self._time_budget_s = time_budget_s
-        self._write_state = write_state
+        self.begun = False  # a drain began since the loop last stored the state
         self._started_at = time.monotonic()
         self.requested: str | None = None  # None, "drain" or "force": set from other threads
         self._requested_reason = "stop requested"
@@ -109,7 +108,7 @@ class Drain:
         self._pool.request_stop(P.FINISH if final else P.DRAIN)
         self._pool.kill_idle()
         self._pool.kill_starting()
-        self._write_state()  # the reason, and a final drain's ended trials, stored at once
+        self.begun = True  # the loop publishes the status, then stores the state, at once
 
     def _end_stragglers(self, finish: Callable[[Trial, str], None]) -> None:
         """Trials that did not reach a report within the final drain's grace: their actors are
