@@ -90,15 +90,13 @@ class Decisions:
             self.on_checkpoint(trial, checkpoint, result)
         if trial.stopping:
             return
-        # the searcher and scheduler see the config beside the metrics, as Ray Tune's do
-        result["config"] = trial.config
-        try:
-            self._call_user(self._searcher.on_trial_result, trial.trial_id, result)
-            decision = self._call_user(self._scheduler.on_trial_result, trial.trial_id, result)
-            stopper = self._stopper
-            stop = bool(stopper and self._call_user(stopper, trial.trial_id, result))
-        finally:
-            result.pop("config", None)
+        # the strategies see the config beside the metrics, as Ray Tune's do: in a copy, so the
+        # trial's result stays the user's own
+        seen = {**result, "config": trial.config}
+        self._call_user(self._searcher.on_trial_result, trial.trial_id, seen)
+        decision = self._call_user(self._scheduler.on_trial_result, trial.trial_id, seen)
+        stopper = self._stopper
+        stop = bool(stopper and self._call_user(stopper, trial.trial_id, seen))
         if isinstance(decision, Exploit) or decision == TrialScheduler.PAUSE:
             if not result.get("done"):
                 trial.stopping, trial.after_stop = True, decision
