@@ -30,6 +30,7 @@ from rtune._durable import lease as _lease
 from rtune._durable import state as state_io
 from rtune._durable.lease import LeaseKeeper
 from rtune._durable.storage import Storage
+from rtune._execution.actor_pool import kill_actors
 from rtune._execution.controller import RemoteController
 from rtune._execution.driver_messages import FirstTrials, Status, Summary
 from rtune._execution.setup import ExperimentSetup
@@ -147,8 +148,7 @@ class FitLoop:
                 finally:
                     ray.kill(controller)
             finally:
-                for actor in first.actors:  # the driver's own: gone with the controller too
-                    ray.kill(actor)
+                kill_actors(first.actors)  # the driver's own: gone with the controller too
         return self._finish(summary, storage)
 
     def _expected_trials(self, setup: ExperimentSetup) -> int | None:

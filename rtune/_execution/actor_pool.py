@@ -290,3 +290,12 @@ def new_slot(request: ResourceRequest, storage: Any, trainable_holder: list) -> 
         )
     actor = RemoteTrialRunner.options(**options).remote(storage, trainable_holder)
     return Slot(actor, request, pg)
+
+
+def kill_actors(actors: list) -> None:
+    """Kill trial actors no pool holds (the driver's first ones, when its run ends)."""
+    for actor in actors:
+        try:
+            ray.kill(actor)
+        except Exception:  # gone already
+            pass
