@@ -56,7 +56,7 @@ def test_num_samples_caps_a_custom_searcher(storage):
 class StopAtTwo(TrialScheduler):
     """A scheduler's STOP decision ends the trial at that result."""
 
-    def on_trial_result(self, trial_id, result):
+    def on_trial_result(self, tune_controller, trial, result):
         return self.STOP if result["training_iteration"] >= 2 else self.CONTINUE
 
 

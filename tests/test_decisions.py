@@ -53,20 +53,26 @@ class PauseFirstAtTwo(TrialScheduler):
         self.paused = []
         self.completed = []
 
-    def on_trial_add(self, trial_id, config):
-        self.first = self.first or trial_id
+    def on_trial_add(self, tune_controller, trial):
+        self.first = self.first or trial  # a trial kept in the scheduler's state
 
-    def on_trial_result(self, trial_id, result):
-        if trial_id == self.first and result["training_iteration"] == 2 and not self.paused:
-            self.paused.append(trial_id)
+    def on_trial_result(self, tune_controller, trial, result):
+        if trial is self.first and result["training_iteration"] == 2 and not self.paused:
+            self.paused.append(trial.trial_id)
             return self.PAUSE
         return self.CONTINUE
 
-    def on_trial_complete(self, trial_id, result):
-        self.completed.append(trial_id)
+    def on_trial_complete(self, tune_controller, trial, result):
+        self.completed.append(trial.trial_id)
 
-    def choose_trial_to_run(self, waiting):
-        return waiting[0] if waiting else None
+    def choose_trial_to_run(self, tune_controller):
+        """Pending trials first, then paused ones, as Ray Tune's FIFO picks."""
+        trials = tune_controller.get_trials()
+        for status in ("PENDING", "PAUSED"):
+            for candidate in trials:
+                if candidate.status == status:
+                    return candidate
+        return None
 
 
 def test_a_paused_trial_resumes_from_its_checkpoint_and_runs_each_iteration_once(storage):
@@ -83,7 +89,7 @@ def test_a_paused_trial_resumes_from_its_checkpoint_and_runs_each_iteration_once
     assert list(first.metrics_dataframe["training_iteration"]) == [1, 2, 3, 4]
     assert list(first.metrics_dataframe["count"]) == [1, 2, 3, 4]  # resumed, not restarted
     # it waited while the others ran (pending trials come first in line), then ended last
-    assert scheduler.completed[-1] == scheduler.first and len(scheduler.completed) == 3
+    assert scheduler.completed[-1] == scheduler.first.trial_id and len(scheduler.completed) == 3
 
 
 class ExploitOnce(TrialScheduler):
@@ -94,17 +100,18 @@ class ExploitOnce(TrialScheduler):
         self.ids = []
         self.done = False
 
-    def on_trial_add(self, trial_id, config):
-        self.ids.append(trial_id)
+    def on_trial_add(self, tune_controller, trial):
+        self.ids.append(trial.trial_id)
 
-    def on_trial_result(self, trial_id, result):
+    def on_trial_result(self, tune_controller, trial, result):
+        trial_id = trial.trial_id
         if len(self.ids) == 2 and trial_id == self.ids[1] and result["training_iteration"] == 3:
             if not self.done:
                 self.done = True
                 return Exploit(donor=self.ids[0], config={"x": 100})
         return self.CONTINUE
 
-    def on_trial_complete(self, trial_id, result):
+    def on_trial_complete(self, tune_controller, trial, result):
         pass
 
 
@@ -132,7 +139,7 @@ def test_an_exploit_restarts_a_trial_from_the_donors_checkpoint_with_the_new_con
 
 def test_an_exploit_naming_no_such_trial_stops_the_run_with_an_error_naming_it(storage):
     class BadExploit(TrialScheduler):
-        def on_trial_result(self, trial_id, result):
+        def on_trial_result(self, tune_controller, trial, result):
             return Exploit(donor="nobody", config={"x": 0})
 
     with pytest.raises(ValueError, match="nobody"):
@@ -162,8 +169,8 @@ def test_schedulers_declare_needs_and_subclasses_default_safely():
         def needs(self):
             return self.inner.needs
 
-        def on_trial_result(self, trial_id, result):
-            return self.inner.on_trial_result(trial_id, result)
+        def on_trial_result(self, tune_controller, trial, result):
+            return self.inner.on_trial_result(tune_controller, trial, result)
 
     assert Wrapper(FIFOScheduler()).needs == FIFOScheduler().needs
 
@@ -234,3 +241,19 @@ def test_a_restore_keeps_an_exploit_until_the_trial_commits_its_own(tmp_path):
     trial.latest_checkpoint = donor
     reconcile_with_storage(storage, trial)
     assert trial.latest_checkpoint["path"] == "t1dir/checkpoint_000001"
+
+
+def test_a_schedulers_saved_trials_pickle_as_their_ids_and_come_back_as_the_same_views():
+    import cloudpickle
+
+    from rtune._execution.views import ControllerView, view_for, view_of
+
+    trial = _trial("t1dir")
+    view = view_of(trial)
+    state = {"brackets": [[view]], "by_trial": {view: 1}}
+    again = cloudpickle.loads(cloudpickle.dumps(state))
+    assert again["brackets"][0][0] is view and again["by_trial"][view] == 1
+    assert view.config == {"x": 100} and view.status == "PENDING" and view.checkpoint is None
+    assert ControllerView({"t1": trial}).get_trials() == [view]
+    with pytest.raises(RuntimeError, match="not part of the run"):
+        _ = view_for("t-unknown").config

@@ -154,12 +154,12 @@ class CountingScheduler(FIFOScheduler):
         self.results = 0
         self.completed: list[str] = []
 
-    def on_trial_result(self, trial_id, result):
+    def on_trial_result(self, tune_controller, trial, result):
         self.results += 1
         return self.CONTINUE
 
-    def on_trial_complete(self, trial_id, result):
-        self.completed.append(trial_id)
+    def on_trial_complete(self, tune_controller, trial, result):
+        self.completed.append(trial.trial_id)
 
 
 def test_searcher_history_and_scheduler_state_after_fit(storage):

@@ -32,6 +32,7 @@ from rtune._execution.lifecycle import Lifecycle
 from rtune._execution.recorder import Recorder
 from rtune._execution.resources import static_request
 from rtune._execution.setup import ExperimentSetup
+from rtune._execution.views import view_of
 
 
 class Controller:
@@ -39,6 +40,8 @@ class Controller:
         self.setup = setup
         self.storage = setup.storage
         self.trials: dict[str, Trial] = {t.trial_id: t for t in setup.restored_trials}
+        for trial in self.trials.values():  # the scheduler's saved trials are these records
+            view_of(trial, setup.storage)
         self.journal = reporting.Journal()
         self.board = reporting.StatusBoard()
         self.events = EventBus(setup.listeners, warn=self.journal.warn)

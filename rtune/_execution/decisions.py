@@ -16,6 +16,7 @@ from rtune._durable.restore import reconcile_with_storage
 from rtune._execution import events as E
 from rtune._execution import protocol as P
 from rtune._execution.reporting import brief
+from rtune._execution.views import ControllerView, view_of
 from rtune.result_grid import TrialError
 from rtune.schedulers.trial_scheduler import Exploit, TrialScheduler
 
@@ -49,6 +50,7 @@ class Decisions:
         self._journal = journal
         self._events = events
         self._call_user = call_user
+        self._view = ControllerView(lifecycle.trials, setup.storage)
         self.results_seen = 0
         self.result_times = [0.0, 0.0]  # when the first and the last result arrived
         # checkpoint path -> trials that will restore from it though another trial wrote it:
@@ -94,7 +96,9 @@ class Decisions:
         # trial's result stays the user's own
         seen = {**result, "config": trial.config}
         self._call_user(self._searcher.on_trial_result, trial.trial_id, seen)
-        decision = self._call_user(self._scheduler.on_trial_result, trial.trial_id, seen)
+        decision = self._call_user(
+            self._scheduler.on_trial_result, self._view, view_of(trial), seen
+        )
         stopper = self._stopper
         stop = bool(stopper and self._call_user(stopper, trial.trial_id, seen))
         if isinstance(decision, Exploit) or decision == TrialScheduler.PAUSE:
@@ -144,7 +148,9 @@ class Decisions:
             return
         self._lifecycle.completed(trial, brief(trial.last_result))
         self._call_user(self._searcher.on_trial_complete, trial.trial_id, trial.last_result)
-        self._call_user(self._scheduler.on_trial_complete, trial.trial_id, trial.last_result)
+        self._call_user(
+            self._scheduler.on_trial_complete, self._view, view_of(trial), trial.last_result
+        )
 
     def failed(self, trial: Trial, error: str) -> None:
         """Its launch failed: retried while FailureConfig allows (and no drain runs), else it
@@ -158,7 +164,7 @@ class Decisions:
         if retry:
             return
         self._call_user(self._searcher.on_trial_complete, trial.trial_id, trial.last_result, True)
-        self._call_user(self._scheduler.on_trial_error, trial.trial_id)
+        self._call_user(self._scheduler.on_trial_error, self._view, view_of(trial))
         fail_fast = self._setup.failure_config.fail_fast
         if fail_fast and not self._drain.active:
             self._drain.begin(f"fail_fast: trial {trial.trial_name} failed")

@@ -17,6 +17,7 @@ from rtune._durable.restore import reconcile_with_storage
 from rtune._durable.trial import Trial
 from rtune._execution.protocol import TrialSpec
 from rtune._execution.resources import ResourceRequest, request_for
+from rtune._execution.views import ControllerView, view_of
 from rtune.search import Searcher
 from rtune.stopper import DictStopper
 
@@ -51,6 +52,7 @@ class Intake:
         self, setup: ExperimentSetup, trials: dict[str, Trial], call_user: Callable[..., Any]
     ):
         self.maker = TrialMaker(setup, trials, call_user)
+        self._view = ControllerView(trials, setup.storage)
         self._setup = setup
         self._call_user = call_user
         self.finished = setup.searcher_finished  # the searcher will suggest nothing more
@@ -79,7 +81,7 @@ class Intake:
             self.finished = True
             return None
         trial = self.maker.make(trial_id, config)
-        self._call_user(setup.scheduler.on_trial_add, trial_id, config)
+        self._call_user(setup.scheduler.on_trial_add, self._view, view_of(trial, setup.storage))
         return trial
 
 
@@ -137,6 +139,7 @@ class TrialMaker:
         """A trial made by another maker of this experiment (the driver's first trials)."""
         self.trials[trial.trial_id] = trial
         self._relpaths.add(trial.relpath)
+        view_of(trial, self.setup.storage)  # the scheduler may hold its view from the driver
 
     def spec_for(self, trial: Trial) -> TrialSpec:
         """What the trial's actor needs to run it, from its newest checkpoint; a new epoch, so

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from rtune._execution import dispatch as D
 from rtune._execution import protocol as P
 from rtune._execution.intake import decides_in_controller
+from rtune._execution.views import ControllerView
 
 if TYPE_CHECKING:
     from rtune._durable.trial import Trial
@@ -45,6 +46,8 @@ class Launcher:
             and setup.reuse_actors
         )
         self.pace = D.TrialPace()
+        self._in_order = setup.scheduler.needs.runs_in_order
+        self._view = ControllerView(trials, setup.storage)
         self._pending_requests = _PendingRequests(lifecycle.pending, trials)
         self.taken_back = 0  # queued trials asked back for idle actors
         self.queued_ahead = 0  # long trials' successors queued before they ended
@@ -59,7 +62,7 @@ class Launcher:
         while (pending or waiting) and (cap is None or len(self._pool.busy()) < cap):
             # pending trials first in line, then those the scheduler paused
             candidates = pending + waiting if waiting else pending
-            trial_id = self._setup.scheduler.choose_trial_to_run(candidates)
+            trial_id = self._choose(candidates)
             if trial_id is None:
                 self.chose_none = True
                 break
@@ -100,6 +103,16 @@ class Launcher:
                 self.taken_back += len(action.trial_ids)
         self._drop_unneeded_idle()
         return plan.next_due
+
+    def _choose(self, candidates: list[str]) -> str | None:
+        """The scheduler's choice among the waiting trials; the first, without asking, where
+        it declares it runs them in order (asking means a view of every trial)."""
+        if self._in_order:
+            return candidates[0]
+        chosen = self._setup.scheduler.choose_trial_to_run(self._view)
+        if chosen is None or chosen.trial_id not in candidates:
+            return None  # nothing now, or a trial that cannot start (running, queued, ended)
+        return chosen.trial_id
 
     def _wanted_requests(self) -> set:
         waiting = self._lifecycle.pending + self._lifecycle.waiting

@@ -11,7 +11,9 @@ A scheduler answers each result of a trial with a decision:
   trial, with a new config (population-based training). The engine keeps that checkpoint
   (against the donor's retention) until the trial has committed one of its own.
 `choose_trial_to_run` picks among the waiting trials: pending ones first in line, then the
-trials this scheduler paused.
+trials this scheduler paused. The methods take Ray Tune's arguments (`tune_controller`, `trial`),
+so a scheduler written for Ray Tune runs unchanged; the trials are views of the engine's records
+(`rtune/_execution/views.py`) that may be kept in the scheduler's state.
 
 What a scheduler needs of the engine is declared in `needs`, not read from its type, so a
 wrapper keeps the fast paths of what it wraps: a scheduler that does not decide each result
@@ -23,6 +25,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+import cloudpickle
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,10 @@ class SchedulerNeeds:
 
 
 class TrialScheduler:
+    """Ray Tune's scheduler interface: the engine calls these with `tune_controller` (the run:
+    `get_trials()`) and `trial` (a trial's `trial_id`, `config`, `status`, `last_result`,
+    `checkpoint`). The base class schedules first in, first out."""
+
     CONTINUE = "CONTINUE"
     PAUSE = "PAUSE"
     STOP = "STOP"
@@ -68,28 +76,46 @@ class TrialScheduler:
     def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
         return True
 
-    def on_trial_add(self, trial_id: str, config: dict) -> None:
+    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
         pass
 
-    def on_trial_result(self, trial_id: str, result: dict) -> Decision:
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> Decision:
         return self.CONTINUE
 
-    def on_trial_complete(self, trial_id: str, result: dict | None) -> None:
+    def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict | None) -> None:
         pass
 
-    def on_trial_error(self, trial_id: str) -> None:
+    def on_trial_error(self, tune_controller: Any, trial: Any) -> None:
         pass
 
-    def choose_trial_to_run(self, pending_trial_ids: list[str]) -> str | None:
-        """Which waiting trial starts next (pending ones first, then those this scheduler
-        paused); None to start none now."""
-        return pending_trial_ids[0] if pending_trial_ids else None
+    def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
+        pass
+
+    def choose_trial_to_run(self, tune_controller: Any) -> Any:
+        """The trial to start next (a pending one first, then one this scheduler paused); None
+        to start none now."""
+        trials = tune_controller.get_trials()
+        for status in ("PENDING", "PAUSED"):
+            for trial in trials:
+                if trial.status == status:
+                    return trial
+        return None
 
     def get_state(self) -> dict:
+        """Everything to continue later; stored with the experiment state at every write."""
         return dict(self.__dict__)
 
     def set_state(self, state: dict) -> None:
         self.__dict__.update(state)
+
+    def save(self, checkpoint_path: str) -> None:
+        """Ray Tune's way to keep a scheduler: its state, pickled to a file."""
+        with open(checkpoint_path, "wb") as out:
+            cloudpickle.dump(self.get_state(), out)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as src:
+            self.set_state(cloudpickle.load(src))
 
     def debug_string(self) -> str:
         return f"Using {type(self).__name__.replace('Scheduler', '')} scheduling algorithm."
@@ -97,8 +123,6 @@ class TrialScheduler:
 
 class FIFOScheduler(TrialScheduler):
     """First in, first out: trials run in the order the searcher created them, to completion."""
-
-    needs = SchedulerNeeds(decides_each_result=False, runs_in_order=True)
 
     def debug_string(self) -> str:
         return "Using FIFO scheduling algorithm."
