@@ -1,5 +1,6 @@
 """Trial schedulers, at Ray Tune's import path (`ray.tune.schedulers`)."""
 
+from rtune.schedulers.async_hyperband import ASHAScheduler, AsyncHyperBandScheduler
 from rtune.schedulers.trial_scheduler import (
     Decision,
     Exploit,
@@ -8,4 +9,12 @@ from rtune.schedulers.trial_scheduler import (
     TrialScheduler,
 )
 
-__all__ = ["Decision", "Exploit", "FIFOScheduler", "SchedulerNeeds", "TrialScheduler"]
+__all__ = [
+    "ASHAScheduler",
+    "AsyncHyperBandScheduler",
+    "Decision",
+    "Exploit",
+    "FIFOScheduler",
+    "SchedulerNeeds",
+    "TrialScheduler",
+]
