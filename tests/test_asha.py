@@ -246,7 +246,13 @@ def test_ray_tunes_async_hyperband_example_runs_with_rtune(tmp_path):
     assert "ray.tune" not in code and "from ray import" not in code
     script = tmp_path / "async_hyperband_example.py"
     script.write_text(code)
-    env = {**os.environ, "RTUNE_STORAGE_PATH": str(tmp_path / "results")}
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {
+        **os.environ,
+        "RTUNE_STORAGE_PATH": str(tmp_path / "results"),
+        # this checkout's rtune, as the in-process tests import it
+        "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")])),
+    }
     env.pop("RAY_ADDRESS", None)
     proc = subprocess.run(
         [sys.executable, str(script), "--smoke-test"],
