@@ -55,12 +55,13 @@ def _add_all(scheduler, run, views):
         scheduler.on_trial_add(run, view)
 
 
-def test_rungs_are_below_max_t_and_it_keeps_fifo_order():
+def test_rungs_are_counted_as_ray_tunes_and_it_keeps_fifo_order():
     scheduler = _asha()
     assert ASHAScheduler is AsyncHyperBandScheduler and isinstance(scheduler, FIFOScheduler)
-    assert list(scheduler._rungs[0]) == [4, 2, 1]
+    assert list(scheduler._rungs[0]) == [8, 4, 2, 1]  # max_t=8 is a power of 2: a rung too
     assert scheduler.needs == SchedulerNeeds(True, True)
-    assert list(_asha(brackets=2)._rungs[1]) == [4, 2]
+    assert list(_asha(brackets=2)._rungs[1]) == [8, 4, 2]
+    assert list(_asha(max_t=100, reduction_factor=4)._rungs[0]) == [64, 16, 4, 1]
 
 
 # a trial first at each rung goes on; b below a's value at rung 1 stops; c above goes on, and
@@ -91,7 +92,7 @@ def test_decisions_for_max_mode_follow_each_rungs_cutoff():
     assert rungs[2] == {"a": 20.0, "c": 15.0}
     assert rungs[4] == {"a": 40.0, "c": 50.0}
     assert "Using AsyncHyperBand: num_stopped=3" in scheduler.debug_string()
-    assert "Bracket: Iter 4.000: " in scheduler.debug_string()
+    assert "Bracket: Iter 8.000: None | Iter 4.000: " in scheduler.debug_string()
 
 
 def test_min_mode_is_the_mirror_image():
@@ -176,14 +177,17 @@ def test_metric_and_mode_come_from_the_tune_config_unless_they_conflict():
         ASHAScheduler(metric="loss").set_search_properties(None, "up")
 
 
-def test_a_result_without_the_metric_or_time_attr_names_the_key():
+def test_a_result_without_the_metric_or_time_attr_goes_on_and_is_reported_once():
     run, views = _run_of("a")
     scheduler = _asha(time_attr="epoch")
     scheduler.on_trial_add(run, views["a"])
-    with pytest.raises(ValueError, match="needs 'epoch' in each result"):
-        scheduler.on_trial_result(run, views["a"], {"training_iteration": 1, "score": 1.0})
-    with pytest.raises(ValueError, match="needs 'score' in each result"):
-        scheduler.on_trial_result(run, views["a"], {"epoch": 1, "loss": 1.0})
+    with pytest.warns(UserWarning, match="without 'epoch'"):
+        decision = scheduler.on_trial_result(
+            run, views["a"], {"training_iteration": 1, "score": 1.0}
+        )
+    assert decision == scheduler.CONTINUE
+    assert scheduler.on_trial_result(run, views["a"], {"epoch": 1, "loss": 1.0}) == "CONTINUE"
+    assert scheduler._rungs[0][1] == {}  # nothing recorded from either
 
 
 def scored(config):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import math
 import random
+import warnings
 from typing import Any
 
 import numpy as np
@@ -65,6 +66,7 @@ class AsyncHyperBandScheduler(FIFOScheduler):
         ]
         self._bracket_of: dict[str, int] = {}
         self._num_stopped = 0
+        self._warned_missing = False
         self._rng = random.Random(_BRACKET_SEED)
 
     @property
@@ -100,7 +102,8 @@ class AsyncHyperBandScheduler(FIFOScheduler):
         self._bracket_of[trial.trial_id] = self._draw_bracket()
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> Decision:
-        self._check_result(result)
+        if not self._has_keys(trial, result):
+            return self.CONTINUE
         if result[self._time_attr] >= self._max_t and self._stop_last_trials:
             decision = self.STOP
         else:
@@ -145,7 +148,10 @@ class AsyncHyperBandScheduler(FIFOScheduler):
         weights = [math.exp(size - max(sizes)) for size in sizes]
         return self._rng.choices(range(len(self._rungs)), weights=weights)[0]
 
-    def _check_result(self, result: dict) -> None:
+    def _has_keys(self, trial: Any, result: dict) -> bool:
+        """A result without the time attribute or the metric is not decided on (as in Ray Tune:
+        a trainable may report the metric only on some results); the first such result of a run
+        is reported once, naming the key, for a misspelt metric never stops anything."""
         if self._metric is None or self._mode is None:
             raise ValueError(
                 f"AsyncHyperBandScheduler has no metric or mode (metric={self._metric!r}, "
@@ -153,10 +159,16 @@ class AsyncHyperBandScheduler(FIFOScheduler):
             )
         for key in (self._time_attr, self._metric):
             if key not in result:
-                raise ValueError(
-                    f"AsyncHyperBandScheduler needs {key!r} in each result; the trial reported "
-                    f"only {sorted(k for k in result if k != 'config')}"
-                )
+                if not self._warned_missing:
+                    self._warned_missing = True
+                    warnings.warn(
+                        f"AsyncHyperBandScheduler: trial {trial.trial_id} reported a result "
+                        f"without {key!r} (it has {sorted(k for k in result if k != 'config')}); "
+                        "results without it are not decided on",
+                        stacklevel=2,
+                    )
+                return False
+        return True
 
     def _on_rungs(self, trial_id: str, result: dict) -> Decision:
         """Ray Tune's bracket step: from the largest milestone down, the first rung the trial has
@@ -187,11 +199,10 @@ ASHAScheduler = AsyncHyperBandScheduler
 
 
 def _bracket_rungs(grace_period: float, max_t: float, rf: float, s: int) -> dict:
-    milestones = []
-    k = 0
-    while grace_period * rf ** (k + s) < max_t:
-        milestones.append(grace_period * rf ** (k + s))
-        k += 1
+    """Bracket s's rungs, as Ray Tune counts them: grace_period * rf**j for j from s while it
+    is at most max_t (a rung at max_t itself where it is an exact power), largest first."""
+    count = int(np.log(max_t / grace_period) / np.log(rf) - s + 1)
+    milestones = [grace_period * rf ** (k + s) for k in range(count)]
     return {milestone: {} for milestone in reversed(milestones)}
 
 
