@@ -70,7 +70,12 @@ class Tuner:
         self._restored = _restored
         self._searcher = self._make_searcher()
         self._scheduler = self.tune_config.scheduler or FIFOScheduler()
-        self._scheduler.set_search_properties(self.tune_config.metric, self.tune_config.mode)
+        tc = self.tune_config
+        if not self._scheduler.set_search_properties(tc.metric, tc.mode):
+            raise ValueError(
+                f"{type(self._scheduler).__name__} has a metric or mode of its own that differs "
+                f"from TuneConfig(metric={tc.metric!r}, mode={tc.mode!r}): set them in one place"
+            )
         self._check_resources()
         self._result_grid: ResultGrid | None = None
         self.last_run_stats: dict | None = None

@@ -269,3 +269,13 @@ def test_ray_tunes_async_hyperband_example_runs_with_rtune(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "Best hyperparameters found" in proc.stdout
     assert os.listdir(tmp_path / "results")  # the results went where RTUNE_STORAGE_PATH says
+
+
+def test_a_metric_set_on_the_scheduler_and_another_in_the_tune_config_is_refused():
+    with pytest.raises(ValueError, match="differs from TuneConfig"):
+        tune.Tuner(
+            scored,
+            tune_config=tune.TuneConfig(
+                metric="loss", mode="min", scheduler=ASHAScheduler(metric="score", mode="max")
+            ),
+        )
