@@ -67,7 +67,9 @@ class MedianStoppingRule(FIFOScheduler):
         _check_number("min_samples_required", min_samples_required, 1, integer=True)
         _check_number("min_time_slice", min_time_slice, 0)
         if not isinstance(hard_stop, bool):
-            raise ValueError(f"MedianStoppingRule: hard_stop must be True or False, got {hard_stop!r}")
+            raise ValueError(
+                f"MedianStoppingRule: hard_stop must be True or False, got {hard_stop!r}"
+            )
         self.time_attr = time_attr
         self.metric = metric
         self.mode = mode
