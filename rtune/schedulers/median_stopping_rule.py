@@ -90,8 +90,11 @@ class MedianStoppingRule(FIFOScheduler):
         return SchedulerNeeds(decides_each_result=True, runs_in_order=self.hard_stop)
 
     def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
-        """TuneConfig's metric and mode, unless this rule was given its own (then False)."""
-        if (self.metric and metric) or (self.mode and mode):
+        """TuneConfig's metric and mode, unless this rule was given others of its own (then
+        False); the same ones again (a restored Tuner) are fine."""
+        if (self.metric and metric and metric != self.metric) or (
+            self.mode and mode and mode != self.mode
+        ):
             return False
         _check_mode(mode)
         self.metric = metric or self.metric
