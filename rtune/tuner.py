@@ -71,7 +71,7 @@ class Tuner:
         self._searcher = self._make_searcher()
         self._scheduler = self.tune_config.scheduler or FIFOScheduler()
         tc = self.tune_config
-        if not self._scheduler.set_search_properties(tc.metric, tc.mode):
+        if not self._scheduler.set_search_properties(tc.metric, tc.mode, config=self.param_space):
             raise ValueError(
                 f"{type(self._scheduler).__name__} has a metric or mode of its own that differs "
                 f"from TuneConfig(metric={tc.metric!r}, mode={tc.mode!r}): set them in one place"
