@@ -112,9 +112,7 @@ def test_trial_directories_never_leave_the_experiment(storage, made_up):
     assert os.listdir(os.path.dirname(experiment)) == ["safe"]
 
 
-def test_a_bad_pending_trials_setting_is_refused_before_anything_is_written(
-    tmp_path, monkeypatch
-):
+def test_a_bad_pending_trials_setting_is_refused_before_anything_is_written(tmp_path, monkeypatch):
     monkeypatch.setenv("RTUNE_MAX_PENDING_TRIALS", "many")
     storage = tmp_path / "results"
     run_config = tune.RunConfig(storage_path=str(storage), name="x")

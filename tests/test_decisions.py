@@ -135,6 +135,25 @@ def test_an_exploit_restarts_a_trial_from_the_donors_checkpoint_with_the_new_con
     # the donor's count went on: 5 from the donor, then one step to the stop at iteration 5+
     assert taker.metrics["count"] == 6 and taker.metrics["training_iteration"] == 6
     assert taker.metrics["x"] == 100
+    # what it became is written where a user (and PopulationBasedTrainingReplay) looks
+    taker_id = taker.metrics["trial_id"]
+    experiment = results.experiment_path
+    with open(os.path.join(experiment, f"pbt_policy_{taker_id}.txt")) as f:
+        (line,) = [json.loads(row) for row in f]
+    # [its tag, the donor's tag, its iteration, the donor's checkpoint iteration, configs]
+    assert line[2:] == [3, 5, {"x": 1}, {"x": 100}]
+    with open(os.path.join(experiment, "pbt_global.txt")) as f:
+        assert [json.loads(row) for row in f] == [line]
+    with open(os.path.join(taker.path, "params.json")) as f:
+        assert json.load(f) == {"x": 100}  # the config it runs with now
+    # its history says where its rows after the exploit came from: the donor's checkpoint
+    starts = [n for n in os.listdir(os.path.join(taker.path, "results")) if "-start-" in n]
+    (start,) = starts
+    assert start.endswith("-start-00000005")
+    with open(os.path.join(taker.path, "results", start)) as f:
+        origin = json.load(f)["restored_from"]
+    assert origin.startswith(os.path.basename(donor.path) + "/checkpoint_")
+    assert os.path.exists(os.path.join(experiment, origin))  # pinned: num_to_keep=1 kept it
 
 
 def test_an_exploit_naming_no_such_trial_stops_the_run_with_an_error_naming_it(storage):

@@ -77,7 +77,17 @@ def rows_to_table(rows: list[dict]) -> pa.Table:
 class ResultsWriter:
     """Buffers one epoch's results and writes them as immutable segments."""
 
-    def __init__(self, storage: Storage, trial_relpath: str, epoch: int, start_iteration: int):
+    def __init__(
+        self,
+        storage: Storage,
+        trial_relpath: str,
+        epoch: int,
+        start_iteration: int,
+        restored_from: str | None = None,
+    ):
+        """`restored_from`: the checkpoint this epoch resumes from when another trial wrote it
+        (an exploit): its start marker says so, so the history tells where its rows after the
+        start came from."""
         self.storage = storage
         self.dir = posixpath.join(trial_relpath, RESULTS_DIR)
         self.epoch = epoch
@@ -85,8 +95,9 @@ class ResultsWriter:
         self.first = self.last = 0
         storage.makedirs(self.dir)
         if epoch > 0:
+            origin = b"" if restored_from is None else encode_json({"restored_from": restored_from})
             storage.write_atomic(
-                posixpath.join(self.dir, f"e{epoch:04d}-start-{start_iteration:08d}"), b""
+                posixpath.join(self.dir, f"e{epoch:04d}-start-{start_iteration:08d}"), origin
             )
 
     def append(self, result: dict) -> None:

@@ -193,6 +193,7 @@ def apply_flags(trial: Trial, flags: RestoreFlags) -> None:
         if flags.restart_errored:
             move(trial, T.PENDING)
             trial.error, trial.restore_from_scratch = None, True
+            trial.decided_upto = 0  # its strategies decide on its results anew
             trial.committed_checkpoints, trial.latest_checkpoint = [], None
         elif flags.resume_errored:
             move(trial, T.PENDING)

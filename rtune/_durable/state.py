@@ -233,6 +233,9 @@ _TRIAL_FIELDS: dict[str, tuple[type, ...]] = {
     "error": (str, type(None)),
     "epoch": (int,),
     "restore_from_scratch": (bool,),
+    "decision": (str, dict),
+    "decided_upto": (int,),
+    "lineage": (list,),
 }
 _REQUIRED_TRIAL_FIELDS = ("trial_id", "index", "trial_name", "relpath", "config", "resources")
 _PACKED_FIELDS = ("searcher", "scheduler", "stopper")

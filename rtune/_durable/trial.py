@@ -30,9 +30,15 @@ class Trial:
     error: str | None = None
     epoch: int = -1
     restore_from_scratch: bool = False
-    stopping: bool = field(default=False, compare=False)
-    # what follows the stop the scheduler asked for: "PAUSE" or an Exploit (None: it ends)
-    after_stop: Any = field(default=None, compare=False)
+    # a decision taken and not yet carried out, stored so a restore carries it out: "STOP",
+    # "PAUSE" (kept while the scheduler holds the trial paused), or an exploit record (dict)
+    decision: Any = None
+    # the training_iteration of the last result the strategies decided on: a result at or
+    # below it (re-run after a restore from an older checkpoint) is not decided again
+    decided_upto: int = 0
+    # the exploits that made this trial's config, as Ray Tune's PBT policy lines (JSON text)
+    lineage: list[str] = field(default_factory=list)
+    stopping: bool = field(default=False, compare=False)  # its stop was asked for
     # set by any assignment to a stored field (stored fields are replaced, never changed in
     # place): the state writer's deltas hold the changed trials
     changed: bool = field(default=True, repr=False, compare=False)
@@ -77,6 +83,12 @@ class Trial:
             state["error"] = self.error
         if self.restore_from_scratch:
             state["restore_from_scratch"] = True
+        if self.decision is not None:
+            state["decision"] = _encode_decision(self.decision)
+        if self.decided_upto:
+            state["decided_upto"] = self.decided_upto
+        if self.lineage:
+            state["lineage"] = self.lineage
         return state
 
     @classmethod
@@ -86,13 +98,28 @@ class Trial:
         config = state.pop("config")
         if isinstance(config, dict) and set(config) == {"__pickled__"}:
             config = unpack(config["__pickled__"])
+        if isinstance(state.get("decision"), dict):
+            state["decision"] = _decode_decision(state["decision"])
         bundles = tuple(tuple((k, float(v)) for k, v in b) for b in resources["bundles"])
         return cls(
             resources=ResourceRequest(bundles, resources["strategy"]), config=config, **state
         )
 
 
-_UNSTORED = ("stopping", "after_stop", "changed", "encoded_config")
+_UNSTORED = ("stopping", "changed", "encoded_config")
+
+
+def _encode_decision(decision: Any) -> Any:
+    if isinstance(decision, dict):  # an exploit: its config as a trial's is stored
+        return {**decision, "config": _encode_config(decision["config"])}
+    return decision
+
+
+def _decode_decision(decision: dict) -> dict:
+    config = decision["config"]
+    if isinstance(config, dict) and set(config) == {"__pickled__"}:
+        config = unpack(config["__pickled__"])
+    return {**decision, "config": config}
 
 
 def _encode_config(config: dict) -> Any:

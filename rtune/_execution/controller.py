@@ -92,6 +92,7 @@ class Controller:
         if first is not None:
             self._adopt(first)
         try:
+            self.decisions.carry_out_restored()
             # the trials waiting for a slot exist before a stop is looked at: the driver's first
             # trials may have run for a while (and a stop come) before this process started,
             # and a stopped experiment lists the trials it will run on restore

@@ -12,9 +12,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from rtune._durable import checkpoints as retention
+from rtune._durable import trial as T
 from rtune._durable.restore import reconcile_with_storage
 from rtune._execution import events as E
 from rtune._execution import protocol as P
+from rtune._execution.exploits import Exploits
 from rtune._execution.reporting import brief
 from rtune._execution.views import ControllerView, view_of
 from rtune.result_grid import TrialError
@@ -51,14 +53,25 @@ class Decisions:
         self._events = events
         self._call_user = call_user
         self._view = ControllerView(lifecycle.trials, setup.storage)
+        self._exploits = Exploits(setup.storage, lifecycle, journal)
         self.results_seen = 0
         self.result_times = [0.0, 0.0]  # when the first and the last result arrived
-        # checkpoint path -> trials that will restore from it though another trial wrote it:
-        # retention keeps them (rebuilt from the records on a restore)
-        self._pins: dict[str, int] = {}
-        for trial in lifecycle.trials.values():
-            if retention.is_foreign(trial.latest_checkpoint, trial.trial_id):
-                self._pin(trial.latest_checkpoint["path"], +1)
+
+    def carry_out_restored(self) -> None:
+        """Decisions the stopped run took and had not carried out when it stopped (stored with
+        the trials): a restored run carries them out before anything runs, as the stopped run
+        would have, so it decides on as an uninterrupted run."""
+        for trial in list(self._lifecycle.trials.values()):
+            if trial.decision is None:
+                continue
+            if trial.status != T.PENDING:  # not resumed by this restore
+                if isinstance(trial.decision, dict):
+                    self._exploits.abandon(trial.decision)
+                trial.decision = None
+                continue
+            self._lifecycle.unqueue(trial)
+            trial.stopping = True
+            self.finished(trial, P.STOPPED)
 
     def on_news(self, trial: Trial, news: TrialNews) -> None:
         """The trial's results and checkpoints, in the order it made them."""
@@ -92,6 +105,11 @@ class Decisions:
             self.on_checkpoint(trial, checkpoint, result)
         if trial.stopping:
             return
+        iteration = result.get("training_iteration")
+        if type(iteration) is int:
+            if iteration <= trial.decided_upto:  # decided in a run a restore resumed from
+                return
+            trial.decided_upto = iteration
         # the strategies see the config beside the metrics, as Ray Tune's do: in a copy, so the
         # trial's result stays the user's own
         seen = {**result, "config": trial.config}
@@ -103,10 +121,14 @@ class Decisions:
         stop = bool(stopper and self._call_user(stopper, trial.trial_id, seen))
         if isinstance(decision, Exploit) or decision == TrialScheduler.PAUSE:
             if not result.get("done"):
-                trial.stopping, trial.after_stop = True, decision
+                if isinstance(decision, Exploit):
+                    decision = self._call_user(self._exploits.decide, trial, decision)
+                    if decision is None:  # the scheduler's error: the run stops with it
+                        return
+                trial.stopping, trial.decision = True, decision
                 return
         if stop or decision == TrialScheduler.STOP or result.get("done"):
-            trial.stopping, trial.after_stop = True, None
+            trial.stopping, trial.decision = True, TrialScheduler.STOP
 
     def on_checkpoint(self, trial: Trial, note: CheckpointNote, scored: dict) -> None:
         """Book a committed checkpoint (`scored`: the result its score attribute is read from)
@@ -119,12 +141,11 @@ class Decisions:
             "metrics": _score_metrics(scored, config),
             **retention.provenance(trial.trial_id, trial.epoch),
         }
-        if retention.is_foreign(trial.latest_checkpoint, trial.trial_id):
-            self._pin(trial.latest_checkpoint["path"], -1)  # it resumes from its own now
+        self._exploits.own_checkpoint(trial)  # it resumes from its own now
         trial.latest_checkpoint = entry
         # stored fields are replaced, never changed in place: an assignment marks the trial changed
         trial.committed_checkpoints = [*trial.committed_checkpoints, entry]
-        for old in retention.to_delete(trial.committed_checkpoints, config, self._pins):
+        for old in retention.to_delete(trial.committed_checkpoints, config, self._exploits.pins):
             trial.committed_checkpoints = [c for c in trial.committed_checkpoints if c is not old]
             try:
                 self._storage.uncommit_and_delete(old["path"])
@@ -136,16 +157,18 @@ class Decisions:
     def finished(self, trial: Trial, outcome: str) -> None:
         """Its launch ended without an error: "finished" (the trainable returned) or "stopped"
         (at a stop decision, or by a drain: resumable unless the drain is final)."""
-        after, trial.after_stop = trial.after_stop, None
-        resumable = after is not None or not trial.stopping  # a pause, an exploit, a drain
+        decision, trial.decision = trial.decision, None
+        resumable = decision != TrialScheduler.STOP  # a pause, an exploit, a drain
         if outcome == P.STOPPED and resumable and not self._drain.final:
-            if isinstance(after, Exploit):
-                self._exploit(trial, after)
-            elif after is not None:
+            if isinstance(decision, dict):
+                self._exploits.carry_out(trial, decision)
+            elif decision == TrialScheduler.PAUSE:
                 self._lifecycle.paused(trial, "paused by the scheduler", waiting=True)
             else:
                 self._lifecycle.paused(trial)
             return
+        if isinstance(decision, dict):
+            self._exploits.abandon(decision)
         self._lifecycle.completed(trial, brief(trial.last_result))
         self._call_user(self._searcher.on_trial_complete, trial.trial_id, trial.last_result)
         self._call_user(
@@ -156,6 +179,9 @@ class Decisions:
         """Its launch failed: retried while FailureConfig allows (and no drain runs), else it
         ends in ERROR, which fail_fast turns into the run's end."""
         max_failures = self._setup.failure_config.max_failures
+        decision, trial.decision = trial.decision, None
+        if isinstance(decision, dict):
+            self._exploits.abandon(decision)
         retry = not self._drain.active and (max_failures < 0 or trial.num_failures < max_failures)
         self._write_error(trial, error)
         if retry:
@@ -171,46 +197,6 @@ class Decisions:
             if fail_fast == "raise":
                 self._drain.fail(TrialError(trial.trial_name, error))
 
-    def _exploit(self, trial: Trial, exploit: Exploit) -> None:
-        """The trial starts again from the donor's committed checkpoint with the new config;
-        that checkpoint is pinned against the donor's retention until the trial commits its own.
-        A donor or checkpoint that does not exist is the scheduler's error: the run stops."""
-        donor = self._lifecycle.trials.get(exploit.donor)
-        wanted = exploit.checkpoint
-        entries = [] if donor is None else list(donor.committed_checkpoints)
-        if donor is not None and donor.latest_checkpoint is not None:
-            entries.append(donor.latest_checkpoint)
-        found = [e for e in entries if wanted is None or e["path"] == wanted]
-        if not found:
-            what = f"trial {exploit.donor!r}" if donor is None else f"{donor.trial_name}"
-            problem = (
-                "no such trial" if donor is None else f"no committed checkpoint {wanted or ''}"
-            )
-            self._lifecycle.paused(trial)
-            self._call_user(
-                _raise, ValueError(f"Exploit for {trial.trial_name}: {what}: {problem}")
-            )
-            return
-        entry = {
-            **retention.provenance(donor.trial_id, found[-1].get("epoch", -1)),
-            **found[-1],
-            "adopted_at": trial.epoch,  # its own checkpoints of later runs supersede this one
-        }
-        if retention.is_foreign(trial.latest_checkpoint, trial.trial_id):
-            self._pin(trial.latest_checkpoint["path"], -1)
-        self._pin(entry["path"], +1)
-        trial.config = dict(exploit.config)
-        trial.latest_checkpoint = entry
-        trial.restore_from_scratch = False
-        self._lifecycle.restart(trial, f"from {donor.trial_name}'s {entry['path']}")
-
-    def _pin(self, path: str, change: int) -> None:
-        count = self._pins.get(path, 0) + change
-        if count > 0:
-            self._pins[path] = count
-        else:
-            self._pins.pop(path, None)
-
     def _write_error(self, trial: Trial, error: str) -> None:
         try:
             self._storage.write_atomic(posixpath.join(trial.relpath, "error.txt"), error.encode())
@@ -221,10 +207,6 @@ class Decisions:
         self._events.emit(
             E.Event(kind, trial.trial_id, trial.trial_name, trial.config, dict(result), data)
         )
-
-
-def _raise(exc: Exception) -> None:
-    raise exc
 
 
 def _score_metrics(result: dict, checkpoint_config: Any) -> dict:

@@ -157,7 +157,7 @@ class Launcher:
 def _stop_mode(trial: Trial) -> str | None:
     if not trial.stopping:
         return None
-    return P.FINISH if trial.after_stop is None else P.DRAIN
+    return P.FINISH if trial.decision == "STOP" else P.DRAIN
 
 
 class _PendingRequests(Sequence):

@@ -22,7 +22,9 @@ if TYPE_CHECKING:
 
 TRANSITIONS: dict[tuple[str, str], str] = {
     (PENDING, RUNNING): "launched on an actor",
-    (PENDING, TERMINATED): "ended before it ran: a final drain, or a restore not resuming",
+    (PENDING, TERMINATED): "ended before it ran: a final drain, a restore not resuming, or a "
+    "restore carrying out the stop its scheduler or stopper decided before the run stopped",
+    (PENDING, PAUSED): "a restore carrying out the pause its scheduler decided before the stop",
     (RUNNING, PENDING): "to run again: a retry, dropped before it began, a crashed run restored",
     (RUNNING, PAUSED): "stopped resumable: a drain, a storage failure, the scheduler",
     (RUNNING, TERMINATED): "finished: returned, stopped by a stopper or scheduler, a final drain",
@@ -82,6 +84,12 @@ class Lifecycle:
             self.pending.clear()  # in place: others hold a view of it
             self.dirty = True
 
+    def unqueue(self, trial: Trial) -> None:
+        """A pending trial that will not launch from the queue (a restore carries out what was
+        decided for it)."""
+        if trial.trial_id in self.pending:
+            self.pending.remove(trial.trial_id)
+
     def requeue(self, trial: Trial) -> None:
         """A PENDING trial that was handed to an actor and never began: it waits for another
         actor, or, in a drain, stays PENDING for a restore (a final drain ends it)."""
@@ -129,11 +137,13 @@ class Lifecycle:
 
     def paused(self, trial: Trial, why: str | None = None, waiting: bool = False) -> None:
         """Stopped resumable; `waiting`: paused by the scheduler, which may choose it again in
-        this run (any other pause waits for a restore)."""
+        this run or, restored, in the next (any other pause waits for a restore)."""
         trial.stopping = False
         move(trial, PAUSED)
-        if waiting and self._drain is None:
-            self.waiting.append(trial.trial_id)
+        if waiting:
+            trial.decision = "PAUSE"  # stored: a restore puts it back in the scheduler's hands
+            if self._drain is None:
+                self.waiting.append(trial.trial_id)
         self.dirty = True
         after = f"after {trial.iteration} iterations"
         self.journal.event(f"Trial {trial.trial_name} paused{f': {why}' if why else ' ' + after}.")
@@ -170,12 +180,14 @@ class Lifecycle:
         """The scheduler chose a trial it paused: it launches next (not queued in `pending`)."""
         self.waiting.remove(trial.trial_id)
         move(trial, PENDING)
+        trial.decision = None
         self.dirty = True
 
     def restart(self, trial: Trial, why: str) -> None:
         """Its launch ended to run again at once, first in line (an exploit)."""
         trial.stopping = False
-        move(trial, PENDING)
+        if trial.status != PENDING:  # a restored trial is pending already
+            move(trial, PENDING)
         self.journal.event(f"Trial {trial.trial_name} restarts: {why}.")
         if self._drain is None:
             self.pending.insert(0, trial.trial_id)

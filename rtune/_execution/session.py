@@ -81,10 +81,16 @@ class TrialSession:
         self.iterations_since_restore = 0
         self._started = self._last_report = time.time()
         self._last_flush = time.monotonic()
+        restore = spec.restore_checkpoint
+        exploited = restore is not None and not restore.startswith(spec.trial_relpath + "/")
         self.writer = ResultsWriter(
-            spec.storage, spec.trial_relpath, spec.epoch, spec.restore_iteration
+            spec.storage,
+            spec.trial_relpath,
+            spec.epoch,
+            spec.restore_iteration,
+            restore if exploited else None,
         )
-        if spec.epoch == 0:
+        if spec.epoch == 0 or exploited:  # an exploit changed the config
             spec.storage.write_json(  # the writer made the trial's directory
                 posixpath.join(spec.trial_relpath, "params.json"), spec.config, make_parents=False
             )

@@ -32,11 +32,15 @@ import cloudpickle
 @dataclass(frozen=True)
 class Exploit:
     """Start the trial again from `donor`'s committed checkpoint (`checkpoint`: its path, as in
-    the donor's checkpoint records; None for the donor's latest), with `config`."""
+    the donor's checkpoint records; None for the donor's latest when this is decided), with
+    `config`. `log`: write it to the experiment's PBT policy files (`pbt_policy_<trial>.txt`,
+    `pbt_global.txt`), which `PopulationBasedTrainingReplay` reads; the experiment state records
+    every exploit in any case."""
 
     donor: str
     config: dict = field(default_factory=dict)
     checkpoint: str | None = None
+    log: bool = True
 
 
 Decision = str | Exploit  # CONTINUE, STOP, PAUSE, or an Exploit
