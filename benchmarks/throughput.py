@@ -7,6 +7,9 @@ Workloads (issue 5, workloads 1 and 2):
 - results: 4 concurrent trials reporting as fast as they can, R results each; results per second
   of fit() wall time, and as seen by each library's controller (first result to last result:
   rtune's controller actor counts them, Ray Tune's driver-side controller through a Callback).
+- results deciding (`--deciding stopper asha`, the default): the same, with the controller
+  deciding on every result: a `Stopper` object that never stops, or ASHA whose rungs every
+  trial passes (equal scores), so each library pays for its decisions and nothing else.
 Ray Tune runs with reuse_actors=True (its fastest setting). The raw Ray baseline does the same work
 with bare actors and method calls. Ray start-up is measured once, separately. A warm-up round of
 every workload runs first and is not counted, so neither library pays for starting Ray's worker
@@ -77,20 +80,41 @@ def raw_trials(n: int) -> float:
     return n / elapsed
 
 
-def rtune_results(r: int, storage: str) -> tuple[float, float]:
+def _deciders(lib, decide: str | None, r: int) -> dict:
+    """TuneConfig / RunConfig arguments that make the controller decide on every result: a
+    `Stopper` object that never stops, or ASHA with rungs all trials pass (equal scores)."""
+    if decide == "stopper":
+
+        class Never(lib.Stopper):
+            def __call__(self, trial_id, result):
+                return False
+
+            def stop_all(self):
+                return False
+
+        return {"stop": Never()}
+    if decide == "asha":
+        return {"scheduler": lib.schedulers.ASHAScheduler(metric="s", mode="max", max_t=r)}
+    return {}
+
+
+def rtune_results(r: int, storage: str, decide: str | None = None) -> tuple[float, float]:
     """(results/s of fit() wall time, results/s seen by the controller)."""
     import rtune
+    import rtune.schedulers
+
+    deciders = _deciders(rtune, decide, r)
 
     def chatty(config):
         for i in range(config["r"]):
-            rtune.report({"i": i})
+            rtune.report({"i": i, "s": 1.0})
 
     started = time.perf_counter()
     tuner = rtune.Tuner(
         chatty,
         param_space={"r": r, "t": rtune.grid_search([0, 1, 2, 3])},
-        tune_config=rtune.TuneConfig(max_concurrent_trials=4),
-        run_config=rtune.RunConfig(storage_path=storage, verbose=0),
+        tune_config=rtune.TuneConfig(max_concurrent_trials=4, scheduler=deciders.get("scheduler")),
+        run_config=rtune.RunConfig(storage_path=storage, verbose=0, stop=deciders.get("stop")),
     )
     tuner.fit()
     wall = time.perf_counter() - started
@@ -98,8 +122,11 @@ def rtune_results(r: int, storage: str) -> tuple[float, float]:
     return 4 * r / wall, (stats["results_seen"] - 1) / stats["first_to_last_result_s"]
 
 
-def raytune_results(r: int, storage: str) -> tuple[float, float]:
+def raytune_results(r: int, storage: str, decide: str | None = None) -> tuple[float, float]:
     from ray import tune
+    from ray.tune import schedulers as _  # noqa: F401  (tune.schedulers, for _deciders)
+
+    deciders = _deciders(tune, decide, r)
 
     seen: list[float] = []
 
@@ -109,14 +136,18 @@ def raytune_results(r: int, storage: str) -> tuple[float, float]:
 
     def chatty(config):
         for i in range(config["r"]):
-            tune.report({"i": i})
+            tune.report({"i": i, "s": 1.0})
 
     started = time.perf_counter()
     tune.Tuner(
         tune.with_resources(chatty, {"cpu": 0.5}),
         param_space={"r": r, "t": tune.grid_search([0, 1, 2, 3])},
-        tune_config=tune.TuneConfig(max_concurrent_trials=4, reuse_actors=True),
-        run_config=tune.RunConfig(storage_path=storage, verbose=0, callbacks=[Clock()]),
+        tune_config=tune.TuneConfig(
+            max_concurrent_trials=4, reuse_actors=True, scheduler=deciders.get("scheduler")
+        ),
+        run_config=tune.RunConfig(
+            storage_path=storage, verbose=0, callbacks=[Clock()], stop=deciders.get("stop")
+        ),
     ).fit()
     wall = time.perf_counter() - started
     return 4 * r / wall, (len(seen) - 1) / (seen[-1] - seen[0])
@@ -147,6 +178,13 @@ def main() -> None:
     parser.add_argument("--skip-raytune", action="store_true")
     parser.add_argument("--warmup", type=int, default=1, help="uncounted rounds first (0: none)")
     parser.add_argument("--num-cpus", type=int, default=None)
+    parser.add_argument(
+        "--deciding",
+        nargs="*",
+        default=["stopper", "asha"],
+        choices=["stopper", "asha"],
+        help="also measure results/s with these deciding on every result in the controller",
+    )
     args = parser.parse_args()
 
     start_ray(args.num_cpus)
@@ -163,6 +201,17 @@ def main() -> None:
         if not args.skip_raytune:
             runs[1:1] = [("trials/s ray tune", lambda: raytune_trials(trials, storage))]
             runs.append(("results/s ray tune", lambda: raytune_results(results, storage)))
+        for decide in args.deciding:  # the controller decides on every result
+            runs.append(
+                (f"results/s {decide} rtune", lambda d=decide: rtune_results(results, storage, d))
+            )
+            if not args.skip_raytune:
+                runs.append(
+                    (
+                        f"results/s {decide} ray tune",
+                        lambda d=decide: raytune_results(results, storage, d),
+                    )
+                )
         return runs
 
     for _, run in rounds(min(args.trials, 100), min(args.results, 200)) * args.warmup:
@@ -180,6 +229,12 @@ def main() -> None:
     if "results/s seen ray tune" in medians:
         ratio = medians["results/s seen rtune"] / medians["results/s seen ray tune"]
         print(f"results/s seen by the controller, rtune / ray tune: {ratio:.1f}x")
+    for decide in args.deciding:
+        for seen in ("", " seen"):
+            ours = medians.get(f"results/s{seen} {decide} rtune")
+            theirs = medians.get(f"results/s{seen} {decide} ray tune")
+            if ours and theirs:
+                print(f"results/s{seen} with a {decide}, rtune / ray tune: {ours / theirs:.1f}x")
     for kind in ("trials/s", "results/s"):
         ours = medians[f"{kind} rtune"]
         if f"{kind} ray tune" in medians:

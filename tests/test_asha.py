@@ -59,7 +59,7 @@ def test_rungs_are_counted_as_ray_tunes_and_it_keeps_fifo_order():
     scheduler = _asha()
     assert ASHAScheduler is AsyncHyperBandScheduler and isinstance(scheduler, FIFOScheduler)
     assert list(scheduler._rungs[0]) == [8, 4, 2, 1]  # max_t=8 is a power of 2: a rung too
-    assert scheduler.needs == SchedulerNeeds(True, True)
+    assert scheduler.needs == SchedulerNeeds(True, True, only_stops=True)
     assert list(_asha(brackets=2)._rungs[1]) == [8, 4, 2]
     assert list(_asha(max_t=100, reduction_factor=4)._rungs[0]) == [64, 16, 4, 1]
 

@@ -109,7 +109,9 @@ def test_mode_min_mirrors_mode_max():
 def test_hard_stop_false_pauses_once_and_the_resumed_trial_runs_on():
     rule = _rule(hard_stop=False)
     assert rule.needs == SchedulerNeeds(decides_each_result=True, runs_in_order=False)
-    assert _rule().needs == SchedulerNeeds(decides_each_result=True, runs_in_order=True)
+    assert _rule().needs == SchedulerNeeds(
+        decides_each_result=True, runs_in_order=True, only_stops=True
+    )
     run = Run(rule, ["a", "b", "c"])
     _two_done(run)
     assert run.report("c", 2, 0) == PAUSE

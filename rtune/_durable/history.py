@@ -6,7 +6,9 @@ past k is *superseded* (see `superseded`), so a reader drops their rows past k, 
 never resumes from their checkpoints past k (an orphaned actor of a killed run may still commit
 one after a restore began; a restarted trial's old checkpoints stay in storage). So after any
 number of crashes and restores the history holds each `training_iteration` once, and nothing
-written before is ever rewritten or deleted.
+written before is ever rewritten or deleted. An end marker `e0003-end-00000005` cuts an epoch
+itself back to iteration 5: a trial that ran a few results past the one a stop was decided on
+(see `ack_lead_s` in rtune/_execution/protocol.py) ends at that result.
 
 A segment is JSON lines, one result per line (`e0000-00000001-00000020.jsonl`). The trial actor
 only encodes JSON: building Arrow from Python rows makes pyarrow import pandas into every trial
@@ -31,6 +33,12 @@ from rtune._durable.storage import Storage, encode_json
 RESULTS_DIR = "results"
 _SEGMENT = re.compile(r"^e(\d+)-(\d+)-(\d+)\.(jsonl|arrow)$")
 _START = re.compile(r"^e(\d+)-start-(\d+)$")
+_END = re.compile(r"^e(\d+)-end-(\d+)$")
+
+
+def end_marker(trial_relpath: str, epoch: int, iteration: int) -> str:
+    """The marker that cuts `epoch` of a trial's history back to `iteration`."""
+    return posixpath.join(trial_relpath, RESULTS_DIR, f"e{epoch:04d}-end-{iteration:08d}")
 
 
 def flatten(result: dict, prefix: str = "") -> dict[str, Any]:
@@ -193,16 +201,17 @@ class ResultsIndex(NamedTuple):
 
     starts: dict[int, int]
     segments: dict[int, list[tuple[int, int, str]]]
+    ends: dict[int, int]  # {epoch: the iteration its own rows are cut back to}
 
     @property
     def max_epoch(self) -> int:
         """The highest epoch that left anything (-1 if none); a new one goes above it."""
-        return max([*self.starts, *self.segments], default=-1)
+        return max([*self.starts, *self.segments, *self.ends], default=-1)
 
 
 def index_results(storage: Storage, trial_relpath: str) -> ResultsIndex:
     results_dir = posixpath.join(trial_relpath, RESULTS_DIR)
-    index = ResultsIndex({}, {})
+    index = ResultsIndex({}, {}, {})
     for info in storage.list_dir(results_dir):
         if match := _SEGMENT.match(info.base_name):
             epoch, first, last = int(match[1]), int(match[2]), int(match[3])
@@ -211,6 +220,9 @@ def index_results(storage: Storage, trial_relpath: str) -> ResultsIndex:
             )
         elif match := _START.match(info.base_name):
             index.starts[int(match[1])] = int(match[2])
+        elif match := _END.match(info.base_name):
+            epoch, cut = int(match[1]), int(match[2])
+            index.ends[epoch] = min(cut, index.ends.get(epoch, cut))
     return index
 
 
@@ -226,11 +238,11 @@ def read_history(
     (or, without that list, printed as a warning naming the file) unless a later epoch restarted
     before the damage, so the lost rows were superseded anyway. Nothing is rewritten. `index`:
     the directory as the caller listed it already."""
-    starts, segments = index or index_results(storage, trial_relpath)
+    starts, segments, ends = index or index_results(storage, trial_relpath)
     kept: list[dict] = []
     found: list[HistoryDamage] = []
     for epoch in sorted(segments):
-        cut = _superseded_past(epoch, starts)
+        cut = _superseded_past(epoch, starts, ends)
         for first, last, path in sorted(segments[epoch]):
             if first > cut:
                 continue  # a later epoch restarted before any of its rows
@@ -246,15 +258,19 @@ def read_history(
     return rows_to_table(kept) if kept else None
 
 
-def superseded(epoch: int, iteration: int, starts: dict[int, int]) -> bool:
-    """Whether a later epoch resumed from before `iteration`: then what `epoch` recorded at
-    `iteration` (a result, a checkpoint) belongs to a run of the trial that was abandoned."""
-    return iteration > _superseded_past(epoch, starts)
+def superseded(
+    epoch: int, iteration: int, starts: dict[int, int], ends: dict[int, int] | None = None
+) -> bool:
+    """Whether a later epoch resumed from before `iteration` (or `epoch` was cut back before
+    it): then what `epoch` recorded at `iteration` (a result, a checkpoint) belongs to a run of
+    the trial that was abandoned."""
+    return iteration > _superseded_past(epoch, starts, ends or {})
 
 
-def _superseded_past(epoch: int, starts: dict[int, int]) -> float:
+def _superseded_past(epoch: int, starts: dict[int, int], ends: dict[int, int]) -> float:
     """The iteration past which what `epoch` recorded is superseded (inf: none of it)."""
-    return min((start for later, start in starts.items() if later > epoch), default=float("inf"))
+    later = [start for other, start in starts.items() if other > epoch]
+    return min([*later, ends.get(epoch, float("inf"))])
 
 
 def _iteration(row: dict) -> int | None:

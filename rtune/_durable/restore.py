@@ -125,9 +125,14 @@ def reconcile_with_storage(storage: Storage, trial: Trial) -> None:
     usable = {}  # committed, and not from a run of the trial that a later one superseded
     # a trial to restart from scratch has none: they are superseded once its restart begins
     found = [] if trial.restore_from_scratch else storage.committed_checkpoints(trial.relpath)
+    # a trial whose stop was decided ends at the result it was decided on: what it committed
+    # running past that result is not its (see Decisions.on_result)
+    stopped_at = trial.decided_upto if trial.decision == T.STOP_DECIDED else float("inf")
     for iteration, relpath, marker in found:
         epoch = marker.get("epoch")
-        if isinstance(epoch, int) and superseded(epoch, iteration, index.starts):
+        if isinstance(epoch, int) and superseded(epoch, iteration, index.starts, index.ends):
+            continue
+        if iteration > stopped_at:
             continue
         usable[relpath] = {
             "path": relpath,

@@ -11,6 +11,8 @@ from rtune._execution.resources import ResourceRequest
 
 PENDING, RUNNING, PAUSED, TERMINATED, ERROR = "PENDING", "RUNNING", "PAUSED", "TERMINATED", "ERROR"
 UNFINISHED = (PENDING, RUNNING, PAUSED)
+# `Trial.decision` values besides an exploit record
+STOP_DECIDED, PAUSE_DECIDED = "STOP", "PAUSE"
 
 
 @dataclass

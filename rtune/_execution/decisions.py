@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from rtune._durable import checkpoints as retention
 from rtune._durable import trial as T
+from rtune._durable.history import end_marker
 from rtune._durable.restore import reconcile_with_storage
 from rtune._execution import events as E
 from rtune._execution import protocol as P
@@ -54,6 +55,8 @@ class Decisions:
         self._call_user = call_user
         self._view = ControllerView(lifecycle.trials, setup.storage)
         self._exploits = Exploits(setup.storage, lifecycle, journal)
+        self._only_stops = setup.scheduler.needs.only_stops
+        self._cut: set[str] = set()  # trials that ran past their stop: cut back when they end
         self.results_seen = 0
         self.result_times = [0.0, 0.0]  # when the first and the last result arrived
 
@@ -71,6 +74,8 @@ class Decisions:
                 continue
             self._lifecycle.unqueue(trial)
             trial.stopping = True
+            if trial.decision == T.STOP_DECIDED:  # it may have run past it before the crash
+                self._cut.add(trial.trial_id)
             self.finished(trial, P.STOPPED)
 
     def on_news(self, trial: Trial, news: TrialNews) -> None:
@@ -95,6 +100,9 @@ class Decisions:
             self.on_result(trial, result, None)
 
     def on_result(self, trial: Trial, result: dict, checkpoint: CheckpointNote | None) -> None:
+        if trial.decision == T.STOP_DECIDED:  # it ran past the result its stop was decided on
+            self._ran_past(trial, checkpoint)
+            return
         trial.last_result = result
         self._lifecycle.dirty = True
         self.results_seen += 1
@@ -120,6 +128,9 @@ class Decisions:
         stopper = self._stopper
         stop = bool(stopper and self._call_user(stopper, trial.trial_id, seen))
         if isinstance(decision, Exploit) or decision == TrialScheduler.PAUSE:
+            if self._only_stops:
+                self._call_user(_refuse, self._scheduler, decision)
+                return
             if not result.get("done"):
                 if isinstance(decision, Exploit):
                     decision = self._call_user(self._exploits.decide, trial, decision)
@@ -130,9 +141,34 @@ class Decisions:
         if stop or decision == TrialScheduler.STOP or result.get("done"):
             trial.stopping, trial.decision = True, TrialScheduler.STOP
 
+    def _ran_past(self, trial: Trial, checkpoint: CheckpointNote | None) -> None:
+        """A result (or checkpoint) from after the one a stop was decided on: the trial ran on
+        for a moment before the stop reached it (`ack_lead_s`). Dropped, so it ends where it
+        would have ended waiting for each decision; its history is cut back when it ends."""
+        self._cut.add(trial.trial_id)
+        if checkpoint is not None:
+            try:
+                self._storage.uncommit_and_delete(checkpoint.relpath)
+            except OSError as exc:  # never booked; a restore does not resume a stopped trial
+                self._journal.warn(f"could not delete a checkpoint past a stop: {exc}")
+
+    def _cut_history(self, trial: Trial) -> None:
+        """End the trial's history at the result its stop was decided on."""
+        marker = end_marker(trial.relpath, max(trial.epoch, 0), trial.decided_upto)
+        try:
+            self._storage.write_atomic(marker, b"")
+        except OSError as exc:
+            self._journal.warn(
+                f"trial {trial.trial_name}: could not cut its history back to iteration "
+                f"{trial.decided_upto}, where it was stopped: {exc}"
+            )
+
     def on_checkpoint(self, trial: Trial, note: CheckpointNote, scored: dict) -> None:
         """Book a committed checkpoint (`scored`: the result its score attribute is read from)
         and retire those retention no longer keeps."""
+        if trial.decision == T.STOP_DECIDED:
+            self._ran_past(trial, note)
+            return
         config = self._setup.checkpoint_config
         entry = {
             "path": note.relpath,
@@ -169,6 +205,9 @@ class Decisions:
             return
         if isinstance(decision, dict):
             self._exploits.abandon(decision)
+        if decision == T.STOP_DECIDED and trial.trial_id in self._cut:
+            self._cut.discard(trial.trial_id)
+            self._cut_history(trial)
         self._lifecycle.completed(trial, brief(trial.last_result))
         self._call_user(self._searcher.on_trial_complete, trial.trial_id, trial.last_result)
         self._call_user(
@@ -207,6 +246,14 @@ class Decisions:
         self._events.emit(
             E.Event(kind, trial.trial_id, trial.trial_name, trial.config, dict(result), data)
         )
+
+
+def _refuse(scheduler: Any, decision: Any) -> None:
+    raise ValueError(
+        f"{type(scheduler).__name__} declares needs.only_stops, so its trials may run past a "
+        f"result before hearing its decision, but it decided {decision!r} (only CONTINUE or "
+        "STOP): declare only_stops=False"
+    )
 
 
 def _score_metrics(result: dict, checkpoint_config: Any) -> dict:

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
     from rtune._execution.setup import ExperimentSetup
 
 RUN_AHEAD_RESULTS = 10_000
+# how much of its work a trial may do past a result whose decision it has not heard yet, where
+# decisions only stop (see ack_window): a stop reaches it within this or one iteration
+STOP_LEAD_S = 0.010
 PREFETCH_TRIALS = 64  # configs made ahead where the searcher allows it: enough to queue
 
 
@@ -36,9 +39,22 @@ def decides_in_controller(setup: ExperimentSetup) -> bool:
     return custom_stopper or setup.scheduler.needs.decides_each_result
 
 
-def ack_window(setup: ExperimentSetup) -> int:
-    """How many results a trial may run ahead of the controller's acknowledgement."""
-    return 1 if decides_in_controller(setup) else RUN_AHEAD_RESULTS
+def ack_window(setup: ExperimentSetup) -> tuple[int, float]:
+    """How far a trial may run ahead of the controller's acknowledgements: (results, seconds
+    of its work past the oldest unacknowledged one; 0: no limit by time).
+
+    Where decisions in the controller only ever stop trials (a stopper; a scheduler declaring
+    `only_stops`), a trial runs on for up to STOP_LEAD_S of its work, and a stop cuts it back
+    to the result it was decided on: the same end as waiting for each decision, without a
+    round trip per result. A scheduler that may pause or exploit needs the trial where it
+    decided (a checkpoint there), and so does `checkpoint_at_end`: one result at a time."""
+    if not decides_in_controller(setup):
+        return RUN_AHEAD_RESULTS, 0.0
+    needs = setup.scheduler.needs
+    stops_only = needs.only_stops or not needs.decides_each_result
+    if stops_only and not setup.checkpoint_config.checkpoint_at_end:
+        return RUN_AHEAD_RESULTS, STOP_LEAD_S
+    return 1, 0.0
 
 
 class Intake:
@@ -102,7 +118,7 @@ class TrialMaker:
         self.trials = trials
         self._call_user = call_user
         self._relpaths = {t.relpath for t in trials.values()}  # one directory per trial
-        self._ack_window = ack_window(setup)
+        self._ack_window, self._ack_lead_s = ack_window(setup)
         stopper = setup.stopper
         self._local_stop = stopper.criteria if isinstance(stopper, DictStopper) else None
 
@@ -162,6 +178,7 @@ class TrialMaker:
             restore_time_total=checkpoint.get("time_total_s", 0.0) if checkpoint else 0.0,
             local_stop=self._local_stop,
             ack_window=self._ack_window,
+            ack_lead_s=self._ack_lead_s,
             checkpoint_frequency=checkpoint_config.checkpoint_frequency,
             checkpoint_at_end=bool(checkpoint_config.checkpoint_at_end),
             resources=trial.resources.total(),

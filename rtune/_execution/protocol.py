@@ -51,6 +51,11 @@ class TrialSpec:
     restore_time_total: float = 0.0
     local_stop: dict | None = None
     ack_window: int = 1
+    # > 0: the controller's decisions on results only ever stop a trial, so it need not wait
+    # for each: it runs on while its oldest unacknowledged result is younger than this (and
+    # fewer than ack_window are unacknowledged). A stop decided on a result it ran past cuts
+    # it back to that result (rtune/_execution/decisions.py).
+    ack_lead_s: float = 0.0
     checkpoint_frequency: int = 0
     checkpoint_at_end: bool = False
     resources: dict = field(default_factory=dict)

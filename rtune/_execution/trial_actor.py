@@ -5,8 +5,9 @@ far, carries the controller's per-trial decisions (`stop_mode`) and, for short t
 trials to queue; it returns every trial's news since the last one: results, and how a trial ended.
 So an actor running trivial trials goes straight from one to the next, and one reply can carry
 several trials' ends. How far a trial may run ahead of acknowledgements is the spec's
-`ack_window`: 1 when a stopper or scheduler in the controller decides on results (the trial then
-stops at exactly the result they stopped it on), large when every decision is trial-local.
+`ack_window`: 1 when a scheduler in the controller may pause or exploit on a result (the trial
+then stops where it decided), large when every decision is trial-local or only stops; then
+`ack_lead_s` bounds by time how far a trial runs past a result whose decision it has not heard.
 Actors are reused between trials with equal resource requests.
 """
 
@@ -50,6 +51,7 @@ class _Run:
         self.outbox: list[dict] = []  # results not fetched yet
         self.checkpoints: list[CheckpointNote] = []  # beside them
         self.produced = self.fetched = self.acked = 0
+        self.produced_at: collections.deque[float] = collections.deque()  # of unacknowledged news
         self.blocked = False  # the trial waits for acknowledgements: nothing more will come
         self.stop_mode: str | None = None  # set before the session exists: a queued trial
         self.session: TrialSession | None = None
@@ -89,6 +91,9 @@ class TrialRunner:
                 run = self._runs.get(trial_id)
                 if run is not None:
                     self._set_stop_mode(run, stop_mode)
+                    if run.spec.ack_lead_s:
+                        for _ in range(run.fetched - run.acked):
+                            run.produced_at.popleft()
                     run.acked = run.fetched
             for run in runs:
                 self._runs[run.spec.trial_id] = run
@@ -191,12 +196,18 @@ class TrialRunner:
                 note.after = len(run.outbox)
                 run.checkpoints.append(note)
             run.produced += 1
+            if run.spec.ack_lead_s:
+                run.produced_at.append(time.monotonic())
             self._cond.notify_all()
 
     def _await_turn(self, run: _Run) -> str | None:
         """Block until the controller acknowledged enough results; return its stop decision."""
+        window, lead = run.spec.ack_window, run.spec.ack_lead_s
         with self._cond:
-            while run.produced - run.acked >= run.spec.ack_window and run.stop_mode is None:
+            while run.stop_mode is None and (
+                run.produced - run.acked >= window
+                or (lead and run.produced_at and time.monotonic() - run.produced_at[0] >= lead)
+            ):
                 run.blocked = True
                 self._cond.notify_all()
                 self._cond.wait()

@@ -71,7 +71,7 @@ class AsyncHyperBandScheduler(FIFOScheduler):
 
     @property
     def needs(self) -> SchedulerNeeds:
-        return SchedulerNeeds(decides_each_result=True, runs_in_order=True)
+        return SchedulerNeeds(decides_each_result=True, runs_in_order=True, only_stops=True)
 
     @property
     def metric(self) -> str | None:

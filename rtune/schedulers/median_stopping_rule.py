@@ -87,7 +87,9 @@ class MedianStoppingRule(FIFOScheduler):
     @property
     def needs(self) -> SchedulerNeeds:
         # paused trials come back through choose_trial_to_run; stopped ones never do
-        return SchedulerNeeds(decides_each_result=True, runs_in_order=self.hard_stop)
+        return SchedulerNeeds(
+            decides_each_result=True, runs_in_order=self.hard_stop, only_stops=self.hard_stop
+        )
 
     def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
         """TuneConfig's metric and mode, unless this rule was given others of its own (then

@@ -52,10 +52,14 @@ class SchedulerNeeds:
 
     `decides_each_result`: each result is decided before its trial goes on (a trial never runs
     ahead of the controller's answer). `runs_in_order`: `choose_trial_to_run` always picks the
-    first waiting trial, so trials may be handed to actors ahead of time in that order."""
+    first waiting trial, so trials may be handed to actors ahead of time in that order.
+    `only_stops`: its decisions are CONTINUE or STOP, never PAUSE or an Exploit, so a trial may
+    run a few milliseconds past a result before hearing its decision, and a STOP cuts it back
+    to that result (results on, with the same ends, without a round trip each)."""
 
     decides_each_result: bool = True
     runs_in_order: bool = False
+    only_stops: bool = False
 
 
 class TrialScheduler:
