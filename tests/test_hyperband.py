@@ -56,9 +56,7 @@ def _feed(scheduler, run, views, steps):
 
 def _layout(scheduler) -> list[list[tuple[int, int] | None]]:
     """Each band's brackets as (max trials, first milestone)."""
-    return [
-        [None if b is None else (b.n, b.milestone) for b in band] for band in scheduler._bands
-    ]
+    return [[None if b is None else (b.n, b.milestone) for b in band] for band in scheduler._bands]
 
 
 def _add(scheduler, run, views, ids):
@@ -324,6 +322,9 @@ def test_a_real_run_ends_each_trial_where_the_policy_predicts(storage):
     predicted = _simulate(_hyperband(), IDS, lambda tid, it: SCORES[tid] * it)
     assert ran == {SCORES[tid]: final for tid, final in predicted.items()}
     assert {r.status for r in results} == {T.TERMINATED} and not results.errors
+    for result in results:  # paused at 3 and resumed from there: each iteration ran once
+        final = result.metrics["training_iteration"]
+        assert list(result.metrics_dataframe["training_iteration"]) == list(range(1, final + 1))
     assert results.get_best_result().config["x"] == 8.0
 
 
@@ -343,7 +344,8 @@ def test_ray_tunes_hyperband_function_example_runs_with_rtune(tmp_path):
         "RTUNE_STORAGE_PATH": str(tmp_path / "results"),
         "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")])),
     }
-    env.pop("RAY_ADDRESS", None)
+    # the example calls ray.init(num_cpus=4): a Ray of its own, not one running on this machine
+    env["RAY_ADDRESS"] = "local"
     proc = subprocess.run(
         [sys.executable, str(script), "--smoke-test"],
         capture_output=True,
@@ -354,4 +356,6 @@ def test_ray_tunes_hyperband_function_example_runs_with_rtune(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "Best hyperparameters found" in proc.stdout
+    # the stop at 10 iterations comes before any milestone (200, 66, 22): nobody is left paused
+    assert "rtune: 20 trials, 20 terminated, 0 errored." in proc.stdout
     assert os.listdir(tmp_path / "results")
