@@ -14,6 +14,12 @@ import tempfile
 
 import cloudpickle
 import pytest
+from iteration_checkpoints import (
+    ctrl_c_when,
+    hold_until_stopped,
+    report_iteration,
+    resume_iteration,
+)
 
 import rtune as tune
 from rtune._durable import trial as T
@@ -326,6 +332,56 @@ def test_a_real_run_ends_each_trial_where_the_policy_predicts(storage):
         final = result.metrics["training_iteration"]
         assert list(result.metrics_dataframe["training_iteration"]) == list(range(1, final + 1))
     assert results.get_best_result().config["x"] == 8.0
+
+
+def held_scored(config):
+    """`scored`, but x=8 (the last of bracket 1) holds inside its third iteration until the run
+    is stopped (or `go` exists): the run is interrupted mid-bracket."""
+    for iteration in range(resume_iteration() + 1, 21):
+        with open(config["log"], "a") as out:
+            out.write(f"{config['x']}:{iteration}\n")
+        if config["x"] == 8.0 and iteration == 3:
+            hold_until_stopped(config["go"])
+        report_iteration(iteration, {"score": config["x"] * iteration})
+
+
+@pytest.mark.slow
+def test_a_run_stopped_mid_bracket_and_restored_ends_each_trial_as_the_uninterrupted_one(
+    storage, tmp_path
+):
+    log, go = tmp_path / "log", tmp_path / "go"
+    xs = [SCORES[tid] for tid in IDS]
+
+    def bracket_one_is_waiting_for_x8() -> bool:
+        started = set(log.read_text().split()) if log.exists() else set()
+        return {f"{x}:3" for x in (4.0, 5.0, 6.0, 7.0, 8.0)} <= started
+
+    ctrl_c_when(bracket_one_is_waiting_for_x8)
+    stopped = tune.Tuner(
+        held_scored,
+        param_space={"x": tune.grid_search(xs), "log": str(log), "go": str(go)},
+        tune_config=tune.TuneConfig(
+            scheduler=HyperBandScheduler(max_t=9, reduction_factor=3),
+            metric="score",
+            mode="max",
+            max_concurrent_trials=2,
+        ),
+        run_config=tune.RunConfig(storage_path=storage, name="hb_restore", verbose=0),
+    ).fit()
+    # stopped with bracket 1 at its first milestone, before its halving took effect
+    bracket_one = {r.config["x"]: r for r in stopped if r.config["x"] >= 4.0}
+    assert {(r.status, r.metrics["training_iteration"]) for r in bracket_one.values()} == {
+        ("PAUSED", 3)
+    }
+    go.touch()
+    results = tune.Tuner.restore(os.path.join(storage, "hb_restore")).fit()
+    ran = {r.config["x"]: r.metrics["training_iteration"] for r in results}
+    predicted = _simulate(_hyperband(), IDS, lambda tid, it: SCORES[tid] * it)
+    assert ran == {SCORES[tid]: final for tid, final in predicted.items()}
+    assert {r.status for r in results} == {T.TERMINATED}
+    for result in results:  # resumed where each stopped: every iteration once
+        final = result.metrics["training_iteration"]
+        assert list(result.metrics_dataframe["training_iteration"]) == list(range(1, final + 1))
 
 
 @pytest.mark.slow
