@@ -18,6 +18,8 @@ How decisions reach paused trials, within the scheduler contract (`trial_schedul
 - a paused loser cannot be ended where it waits (Ray Tune calls `tune_controller.stop_trial`,
   which the contract does not offer), so it is chosen once more, first of all, and its first
   result after resuming is answered STOP: it ends one iteration past where Ray Tune ends it.
+  (A function trainable that reported no checkpoint at the milestone is paused at its next
+  report, so it resumes, and a loser ends, one iteration later still.)
 Differences from Ray Tune, each so a run cannot stall or overrun:
 - at the last milestone a trial is stopped at once, not paused until its bracket-mates arrive
   (the same final iteration, without the wait);
