@@ -8,6 +8,8 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from rtune._durable import checkpoints as retention
+from rtune._durable import trial as T
 from rtune._execution import dispatch as D
 from rtune._execution import protocol as P
 from rtune._execution.intake import decides_in_controller
@@ -157,7 +159,22 @@ class Launcher:
 def _stop_mode(trial: Trial) -> str | None:
     if not trial.stopping:
         return None
-    return P.FINISH if trial.decision == "STOP" else P.DRAIN
+    if trial.decision == T.STOP_DECIDED or _paused_at_own_checkpoint(trial):
+        return P.FINISH
+    return P.DRAIN
+
+
+def _paused_at_own_checkpoint(trial: Trial) -> bool:
+    """A pause decided at a result that committed the trial's checkpoint stops right there, as
+    Ray Tune pauses: a drain would let a function trainable run (and record) one more iteration
+    past the decision, which a synchronous scheduler (HyperBand) has not allowed."""
+    entry = trial.latest_checkpoint
+    return (
+        trial.decision == T.PAUSE_DECIDED
+        and entry is not None
+        and not retention.is_foreign(entry, trial.trial_id)
+        and entry.get("training_iteration") == trial.last_result.get("training_iteration")
+    )
 
 
 class _PendingRequests(Sequence):

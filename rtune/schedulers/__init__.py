@@ -1,6 +1,7 @@
 """Trial schedulers, at Ray Tune's import path (`ray.tune.schedulers`)."""
 
 from rtune.schedulers.async_hyperband import ASHAScheduler, AsyncHyperBandScheduler
+from rtune.schedulers.hyperband import HyperBandScheduler
 from rtune.schedulers.median_stopping_rule import MedianStoppingRule
 from rtune.schedulers.trial_scheduler import (
     Decision,
@@ -16,6 +17,7 @@ __all__ = [
     "Decision",
     "Exploit",
     "FIFOScheduler",
+    "HyperBandScheduler",
     "MedianStoppingRule",
     "SchedulerNeeds",
     "TrialScheduler",
