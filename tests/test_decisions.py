@@ -276,3 +276,39 @@ def test_a_schedulers_saved_trials_pickle_as_their_ids_and_come_back_as_the_same
     assert ControllerView({"t1": trial}).get_trials() == [view]
     with pytest.raises(RuntimeError, match="not part of the run"):
         _ = view_for("t-unknown").config
+
+
+class StopsByController(TrialScheduler):
+    """Ray Tune's other way to end trials: `tune_controller.stop_trial`. At the first trial's
+    second result it ends the last trial (still pending) and the first itself (running)."""
+
+    def __init__(self):
+        self.removed = []
+
+    def on_trial_result(self, tune_controller, trial, result):
+        trials = tune_controller.get_trials()
+        if trial is trials[0] and result["training_iteration"] == 2:
+            tune_controller.stop_trial(trials[-1])
+            tune_controller.stop_trial(trial)
+        return self.CONTINUE
+
+    def on_trial_remove(self, tune_controller, trial):
+        self.removed.append(trial.trial_id)
+
+
+def test_a_scheduler_ends_running_and_waiting_trials_through_stop_trial(storage):
+    scheduler = StopsByController()
+    results = tune.Tuner(
+        Counter,
+        param_space={"x": tune.grid_search([1, 2, 3])},
+        tune_config=tune.TuneConfig(scheduler=scheduler, max_concurrent_trials=1),
+        run_config=tune.RunConfig(storage_path=storage, verbose=0, stop={"training_iteration": 4}),
+    ).fit()
+    by_x = {r.config["x"]: r for r in results}
+    assert {r.status for r in results} == {"TERMINATED"} and not results.errors
+    assert by_x[1].metrics["training_iteration"] == 2  # ended at the result it was asked on
+    assert by_x[2].metrics["training_iteration"] == 4
+    assert by_x[3].metrics.get("training_iteration") is None  # ended before it ever ran
+    # as in Ray Tune, a waiting trial's end reaches the scheduler through on_trial_remove
+    ran = {by_x[1].metrics["trial_id"], by_x[2].metrics["trial_id"]}
+    assert len(scheduler.removed) == 1 and scheduler.removed[0] not in ran

@@ -33,6 +33,8 @@ C, S, P = "CONTINUE", "STOP", "PAUSE"
 
 
 def _run_of(*ids: str) -> tuple[ControllerView, dict]:
+    """The run and its views; `run.stopped` collects the trials the scheduler asked to end
+    through `tune_controller.stop_trial` (the engine carries that out when the call returns)."""
     records = {
         tid: Trial(
             trial_id=tid,
@@ -45,7 +47,10 @@ def _run_of(*ids: str) -> tuple[ControllerView, dict]:
         )
         for i, tid in enumerate(ids)
     }
-    return ControllerView(records), {tid: view_of(rec) for tid, rec in records.items()}
+    stopped: list[str] = []
+    run = ControllerView(records, None, stopped.append)
+    run.stopped = stopped
+    return run, {tid: view_of(rec) for tid, rec in records.items()}
 
 
 def _hyperband(**kw) -> HyperBandScheduler:
@@ -122,12 +127,9 @@ def test_a_bracket_pauses_its_trials_until_all_arrive_then_keeps_the_best_third(
     bracket = scheduler._bands[0][1]
     assert list(bracket.live) == ["e", "h"] and bracket.milestone == 9 and bracket.n == 2
     assert bracket.to_unpause == {"h"}
-    assert scheduler._to_stop == ["d", "g", "f"]
+    # the paused losers end where they wait, as Ray Tune ends them: through stop_trial
+    assert run.stopped == ["d", "g", "f"] and not scheduler._to_stop
     assert "num_stopped=3" in scheduler.debug_string()
-    # a paused loser is chosen first and stopped at its first result after resuming
-    assert scheduler.choose_trial_to_run(run) is views["d"]
-    views["d"].record.status = T.RUNNING
-    assert _feed(scheduler, run, views, [("d", 4, sign * 16.0)]) == [S]  # even a better one
     # the last milestone stops each trial when it reaches it, without waiting
     steps = [("e", it, sign * 8.0 * it) for it in range(4, 10)]
     assert _feed(scheduler, run, views, steps) == [C] * 5 + [S]
@@ -142,10 +144,10 @@ def test_a_trial_ending_early_lets_its_paused_bracket_mates_be_halved():
     _feed(scheduler, run, views, [("h", 1, 7.0)])
     scheduler.on_trial_error(run, views["h"])  # h will never reach 3: the other four are halved
     assert scheduler._bands[0][1].to_unpause == {"e", "f"}
-    assert scheduler._to_stop == ["d", "g"]
+    assert run.stopped == ["d", "g"]
 
 
-def test_choose_trial_to_run_takes_losers_then_the_runnable_trials_of_the_least_done_bracket():
+def test_choose_trial_to_run_takes_the_runnable_trials_of_the_least_done_bracket():
     scheduler = _hyperband()
     run, views = _run_of(*IDS)
     _add(scheduler, run, views, IDS)
@@ -164,13 +166,9 @@ def test_choose_trial_to_run_takes_losers_then_the_runnable_trials_of_the_least_
     records["e"].status = T.RUNNING
     assert scheduler.choose_trial_to_run(run) is None  # d, f, g, h wait for e
     _feed(scheduler, run, views, _to_milestone("e", 3))
-    assert scheduler.choose_trial_to_run(run) is views["d"]  # a loser, to be stopped
-    records["d"].status = T.RUNNING
-    assert scheduler.choose_trial_to_run(run) is views["g"]  # then the next loser
-    _feed(scheduler, run, views, [("d", 4, 16.0)])
-    for tid in "fg":
-        records[tid].status = T.RUNNING
-        assert _feed(scheduler, run, views, [(tid, 4, 1.0)]) == [S]
+    assert run.stopped == ["d", "g", "f"]  # the losers end where they wait
+    for tid in run.stopped:
+        records[tid].status = T.TERMINATED
     assert scheduler.choose_trial_to_run(run) is views["h"]  # the paused winner, un-paused
     # a restored paused trial is PENDING, but it waits at its milestone like a paused one
     scheduler2 = _hyperband()
@@ -192,6 +190,14 @@ def _simulate(scheduler, ids, score, last_iteration=20):
     records = {tid: views[tid].record for tid in ids}
     _add(scheduler, run, views, ids)
     reached = dict.fromkeys(ids, 0)
+
+    def end_stopped():
+        for stopped in run.stopped:
+            if records[stopped].status in T.UNFINISHED:
+                records[stopped].status = T.TERMINATED
+                scheduler.on_trial_remove(run, views[stopped])
+        run.stopped.clear()
+
     while True:
         chosen = scheduler.choose_trial_to_run(run)
         if chosen is None:
@@ -203,6 +209,10 @@ def _simulate(scheduler, ids, score, last_iteration=20):
             it = reached[tid]
             result = {"training_iteration": it, "score": score(tid, it)}
             decision = scheduler.on_trial_result(run, views[tid], result)
+            stopped_now = tid in run.stopped
+            end_stopped()
+            if stopped_now:
+                break
             if decision == P:
                 records[tid].status = T.PAUSED
                 break
@@ -216,27 +226,30 @@ def _simulate(scheduler, ids, score, last_iteration=20):
 
 def test_the_whole_run_ends_every_trial_where_the_policy_says():
     final = _simulate(_hyperband(), IDS, lambda tid, it: SCORES[tid] * it)
-    # bracket 0 runs to 9; of bracket 1, e and h run to 9, the rest stop one past 3
-    assert final == {"a": 9, "b": 9, "c": 9, "d": 4, "e": 9, "f": 4, "g": 4, "h": 9}
+    # bracket 0 runs to 9; of bracket 1, e and h run to 9, the rest end at 3, where they waited
+    assert final == {"a": 9, "b": 9, "c": 9, "d": 3, "e": 9, "f": 3, "g": 3, "h": 9}
 
 
 def test_a_restore_mid_bracket_decides_as_the_uninterrupted_run():
     steps = [s for tid in "dhgf" for s in _to_milestone(tid, 3)]
-    later = _to_milestone("e", 3) + [("h", 4, 28.0), ("f", 4, 24.0), ("h", 5, 35.0)]
+    later = _to_milestone("e", 3) + [("h", 4, 28.0), ("h", 5, 35.0)]
     run, views = _run_of(*IDS)
     whole = _hyperband()
     _add(whole, run, views, IDS)
     expected = _feed(whole, run, views, steps + later)
+    expected_stops, run.stopped[:] = list(run.stopped), []
 
     first = _hyperband()
     _add(first, run, views, IDS)
     decided = _feed(first, run, views, steps)
     stored = cloudpickle.loads(cloudpickle.dumps(first.get_state()))  # as the experiment keeps it
     _feed(first, run, views, later)  # the stored state does not move with later decisions
+    run.stopped.clear()
     restored = _hyperband()
     restored.set_state(stored)
     decided += _feed(restored, run, views, later)
-    assert decided == expected and decided[-3:] == [C, S, C]
+    assert decided == expected and decided[-3:] == [C, C, C]
+    assert run.stopped == expected_stops == ["d", "g", "f"]
     assert cloudpickle.dumps(restored.get_state()) == cloudpickle.dumps(whole.get_state())
     # new trials land where they would have
     more_run, more = _run_of("x", "y")
@@ -368,11 +381,12 @@ def test_a_run_stopped_mid_bracket_and_restored_ends_each_trial_as_the_uninterru
         ),
         run_config=tune.RunConfig(storage_path=storage, name="hb_restore", verbose=0),
     ).fit()
-    # stopped with bracket 1 at its first milestone, before its halving took effect
+    # stopped with bracket 1 at its first milestone (the held trial's iteration 3, recorded as
+    # the stop let it, may have completed the bracket: then its losers ended there already)
     bracket_one = {r.config["x"]: r for r in stopped if r.config["x"] >= 4.0}
-    assert {(r.status, r.metrics["training_iteration"]) for r in bracket_one.values()} == {
-        ("PAUSED", 3)
-    }
+    assert {r.metrics["training_iteration"] for r in bracket_one.values()} == {3}
+    assert {r.status for r in bracket_one.values()} <= {"PAUSED", "TERMINATED"}
+    assert any(r.status == "PAUSED" for r in bracket_one.values())
     go.touch()
     results = tune.Tuner.restore(os.path.join(storage, "hb_restore")).fit()
     ran = {r.config["x"]: r.metrics["training_iteration"] for r in results}

@@ -53,7 +53,8 @@ class Decisions:
         self._journal = journal
         self._events = events
         self._call_user = call_user
-        self._view = ControllerView(lifecycle.trials, setup.storage)
+        self._stops_asked: list[str] = []  # by the scheduler's tune_controller.stop_trial()
+        self._view = ControllerView(lifecycle.trials, setup.storage, self._stops_asked.append)
         self._exploits = Exploits(setup.storage, lifecycle, journal)
         self._only_stops = setup.scheduler.needs.only_stops
         self._cut: set[str] = set()  # trials that ran past their stop: cut back when they end
@@ -125,6 +126,10 @@ class Decisions:
         decision = self._call_user(
             self._scheduler.on_trial_result, self._view, view_of(trial), seen
         )
+        if self._stops_asked:
+            self._stop_asked()
+            if trial.stopping:  # it asked to stop this one
+                return
         stopper = self._stopper
         stop = bool(stopper and self._call_user(stopper, trial.trial_id, seen))
         if isinstance(decision, Exploit) or decision == TrialScheduler.PAUSE:
@@ -140,6 +145,25 @@ class Decisions:
                 return
         if stop or decision == TrialScheduler.STOP or result.get("done"):
             trial.stopping, trial.decision = True, TrialScheduler.STOP
+
+    def _stop_asked(self) -> None:
+        """The trials the scheduler asked to end (Ray Tune's `tune_controller.stop_trial`): a
+        running one is stopped as at a STOP (an earlier pause or exploit is dropped); a paused
+        or pending one ends where it waits, and, as in Ray Tune, the scheduler hears of it
+        through `on_trial_remove` and the searcher through `on_trial_complete`."""
+        while self._stops_asked:
+            trial = self._lifecycle.trials.get(self._stops_asked.pop(0))
+            if trial is None or trial.status not in T.UNFINISHED:
+                continue
+            if trial.status == T.RUNNING:
+                if isinstance(trial.decision, dict):
+                    self._exploits.abandon(trial.decision)
+                trial.stopping, trial.decision = True, T.STOP_DECIDED
+                continue
+            trial.decision = None
+            self._lifecycle.removed(trial)
+            self._call_user(self._searcher.on_trial_complete, trial.trial_id, trial.last_result)
+            self._call_user(self._scheduler.on_trial_remove, self._view, view_of(trial))
 
     def _ran_past(self, trial: Trial, checkpoint: CheckpointNote | None) -> None:
         """A result (or checkpoint) from after the one a stop was decided on: the trial ran on
@@ -213,6 +237,8 @@ class Decisions:
         self._call_user(
             self._scheduler.on_trial_complete, self._view, view_of(trial), trial.last_result
         )
+        if self._stops_asked:
+            self._stop_asked()
 
     def failed(self, trial: Trial, error: str) -> None:
         """Its launch failed: retried while FailureConfig allows (and no drain runs), else it
@@ -230,6 +256,8 @@ class Decisions:
             return
         self._call_user(self._searcher.on_trial_complete, trial.trial_id, trial.last_result, True)
         self._call_user(self._scheduler.on_trial_error, self._view, view_of(trial))
+        if self._stops_asked:
+            self._stop_asked()
         fail_fast = self._setup.failure_config.fail_fast
         if fail_fast and not self._drain.active:
             self._drain.begin(f"fail_fast: trial {trial.trial_name} failed")

@@ -176,6 +176,19 @@ class Lifecycle:
         self.dirty = True
         self._emit(E.TRIAL_ERRORED, trial, error=error, will_retry=retry)
 
+    def removed(self, trial: Trial) -> None:
+        """The scheduler ended a trial that waited (paused, or pending): it never runs again."""
+        for queue in (self.pending, self.waiting):
+            if trial.trial_id in queue:
+                queue.remove(trial.trial_id)
+        self.journal.event(
+            f"Trial {trial.trial_name} stopped by the scheduler after {trial.iteration} iterations."
+        )
+        move(trial, TERMINATED)
+        trial.last_result = {**trial.last_result, "done": True}
+        self.dirty = True
+        self._emit(E.TRIAL_COMPLETED, trial)
+
     def resume(self, trial: Trial) -> None:
         """The scheduler chose a trial it paused: it launches next (not queued in `pending`)."""
         self.waiting.remove(trial.trial_id)

@@ -11,6 +11,7 @@ to the controller actor) it is that process's view of the same trial, bound to t
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from rtune._durable import trial as T
@@ -97,14 +98,40 @@ def view_of(trial: Trial, storage: Any = None) -> TrialView:
 
 
 class ControllerView:
-    """Ray Tune's `tune_controller` argument: the run's trials, as views."""
+    """Ray Tune's `tune_controller` argument: the run's trials, as views; and `stop_trial`,
+    which asks for a trial's end (where `on_stop` is given: the calls that decide on results,
+    completions and errors), carried out by the engine once the scheduler's call returns."""
 
-    def __init__(self, trials: dict[str, Trial], storage: Any = None):
+    def __init__(
+        self,
+        trials: dict[str, Trial],
+        storage: Any = None,
+        on_stop: Callable[[str], None] | None = None,
+    ):
         self._trials = trials
         self._storage = storage
+        self._on_stop = on_stop
 
     def get_trials(self) -> list[TrialView]:
         return [view_of(trial, self._storage) for trial in self._trials.values()]
+
+    def get_live_trials(self) -> list[TrialView]:
+        """The trials that have not ended (PENDING, RUNNING, PAUSED)."""
+        return [
+            view_of(trial, self._storage)
+            for trial in self._trials.values()
+            if trial.status in T.UNFINISHED
+        ]
+
+    def stop_trial(self, trial: TrialView) -> None:
+        """End `trial` (Ray Tune's): a running one stops at the result it is at, as at a STOP;
+        a paused or pending one ends where it waits. Asked now, done when this call returns."""
+        if self._on_stop is None:
+            raise RuntimeError(
+                "tune_controller.stop_trial() can be called from on_trial_result, "
+                "on_trial_complete and on_trial_error only"
+            )
+        self._on_stop(trial.trial_id)
 
     def get_trial(self, trial_id: str) -> TrialView | None:
         trial = self._trials.get(trial_id)

@@ -15,11 +15,8 @@ stop. After `s` halvings the survivors run to the last milestone, where they sto
 How decisions reach paused trials, within the scheduler contract (`trial_scheduler.py`):
 - the trial whose result completes a milestone gets its own answer (CONTINUE or STOP);
 - a paused winner is un-paused: `choose_trial_to_run` picks it (it resumes from its checkpoint);
-- a paused loser cannot be ended where it waits (Ray Tune calls `tune_controller.stop_trial`,
-  which the contract does not offer), so it is chosen once more, first of all, and its first
-  result after resuming is answered STOP: it ends one iteration past where Ray Tune ends it.
-  (A function trainable that reported no checkpoint at the milestone is paused at its next
-  report, so it resumes, and a loser ends, one iteration later still.)
+- a paused loser is ended where it waits, through `tune_controller.stop_trial`, as in Ray Tune
+  (the engine carries it out when the call returns, in the same state write as the halving);
 Differences from Ray Tune, each so a run cannot stall or overrun:
 - at the last milestone a trial is stopped at once, not paused until its bracket-mates arrive
   (the same final iteration, without the wait);
@@ -155,7 +152,7 @@ class HyperBandScheduler(FIFOScheduler):
         self._bands: list[list[_Bracket | None]] = [[]]  # None: a bracket too small to run
         self._current: tuple[int, int] | None = None  # where new trials go
         self._bracket_of: dict[str, tuple[int, int]] = {}  # trial id -> (band, bracket)
-        self._to_stop: list[str] = []  # paused losers, stopped at their next result
+        self._to_stop: list[str] = []  # losers to end once the current call returns
         self._num_stopped = 0
         self._warned_missing = False
 
@@ -190,9 +187,12 @@ class HyperBandScheduler(FIFOScheduler):
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> Decision:
         trial_id = trial.trial_id
-        if trial_id in self._to_stop:  # a loser resumed to be ended
-            self._to_stop.remove(trial_id)
-            return self.STOP
+        try:
+            return self._decide(trial_id, trial, result)
+        finally:
+            self._stop_losers(tune_controller)
+
+    def _decide(self, trial_id: str, trial: Any, result: dict) -> Decision:
         if not self._has_keys(trial, result):
             return self.CONTINUE
         bracket = self._bracket(trial_id)
@@ -211,27 +211,35 @@ class HyperBandScheduler(FIFOScheduler):
 
     def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict | None) -> None:
         self._leave(trial.trial_id)
+        self._stop_losers(tune_controller)
 
     def on_trial_error(self, tune_controller: Any, trial: Any) -> None:
         self._leave(trial.trial_id)
+        self._stop_losers(tune_controller)
 
     def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
         self._leave(trial.trial_id)
+        self._stop_losers(tune_controller)
+
+    def _stop_losers(self, tune_controller: Any) -> None:
+        """End the paused losers of a halving where they wait (Ray Tune's way)."""
+        losers, self._to_stop = self._to_stop, []
+        for trial_id in losers:
+            view = tune_controller.get_trial(trial_id)
+            if view is not None:
+                tune_controller.stop_trial(view)
 
     def choose_trial_to_run(self, tune_controller: Any) -> Any:
-        """Paused losers first (they end at their next result), then, band by band and the
-        least complete bracket first, a bracket's trial that may run: a pending one below its
-        milestone or a paused winner. Then any pending trial this scheduler holds nowhere."""
+        """Band by band and the least complete bracket first, a bracket's trial that may run: a
+        pending one below its milestone or a paused winner. Then any pending trial this
+        scheduler holds nowhere."""
         views = {view.trial_id: view for view in tune_controller.get_trials()}
 
         def waiting(trial_id: str) -> bool:
             view = views.get(trial_id)
             return view is not None and view.status in (_PENDING, _PAUSED)
 
-        for trial_id in self._to_stop:
-            if waiting(trial_id):
-                return views[trial_id]
-        held = set(self._to_stop)
+        held: set[str] = set()
         for band in self._bands:
             for bracket in sorted(filter(None, band), key=_Bracket.completion):
                 held.update(bracket.live)
@@ -290,8 +298,6 @@ class HyperBandScheduler(FIFOScheduler):
         self._bracket_of[trial_id] = self._current
 
     def _leave(self, trial_id: str) -> None:
-        if trial_id in self._to_stop:
-            self._to_stop.remove(trial_id)
         bracket = self._bracket(trial_id)
         if bracket is not None and trial_id in bracket.live:
             del bracket.live[trial_id]
