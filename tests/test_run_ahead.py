@@ -78,6 +78,50 @@ def test_a_stop_decided_in_the_controller_ends_the_trial_at_that_result(storage,
     assert any(ran_past)
 
 
+class Saving(tune.Trainable):
+    """A class trainable whose checkpoint holds the iteration it was saved at."""
+
+    def step(self):
+        return {"i": self.iteration + 1}
+
+    def save_checkpoint(self, checkpoint_dir):
+        with open(os.path.join(checkpoint_dir, "i"), "w") as f:
+            f.write(str(self.iteration))
+
+    def load_checkpoint(self, checkpoint_dir):
+        pass
+
+
+class StopAtFive(Stopper):
+    def __call__(self, trial_id, result):
+        return result["training_iteration"] >= 5
+
+    def stop_all(self):
+        return False
+
+
+def test_checkpoint_at_end_after_a_stop_decided_in_the_controller_is_kept(storage):
+    """The end checkpoint is taken after the stop was decided, at the result it was decided on:
+    it is the trial's, not work past the stop."""
+    results = tune.Tuner(
+        Saving,
+        param_space={"t": tune.grid_search([0, 1])},
+        run_config=tune.RunConfig(
+            storage_path=storage,
+            verbose=0,
+            stop=StopAtFive(),
+            checkpoint_config=CheckpointConfig(checkpoint_at_end=True),
+        ),
+    ).fit()
+    assert results.num_errors == 0 and len(results) == 2
+    for result in results:
+        assert result.metrics["training_iteration"] == 5
+        assert result.checkpoint is not None, result.path
+        with result.checkpoint.as_directory() as directory:
+            with open(os.path.join(directory, "i")) as f:
+                assert int(f.read()) == 5
+
+
 class MayPause(TrialScheduler):
     """Overrides on_trial_result and declares nothing: it may pause or exploit."""
 

@@ -190,7 +190,7 @@ class Decisions:
     def on_checkpoint(self, trial: Trial, note: CheckpointNote, scored: dict) -> None:
         """Book a committed checkpoint (`scored`: the result its score attribute is read from)
         and retire those retention no longer keeps."""
-        if trial.decision == T.STOP_DECIDED:
+        if trial.decision == T.STOP_DECIDED and note.training_iteration > trial.decided_upto:
             self._ran_past(trial, note)
             return
         config = self._setup.checkpoint_config
