@@ -32,6 +32,16 @@ def _flatten(result: dict[str, Any], prefix: str = "") -> list[str]:
 
 def _metric(result: dict[str, Any], key: str, trial_id: str) -> float:
     """`result[key]` ("a/b" also finds result["a"]["b"]); missing or non-numeric is an error."""
+    value = _metric_value(result, key, trial_id)
+    if not _is_real(value):
+        raise TypeError(
+            f"Stopping criterion {key!r} of trial {trial_id} must be a number in the result, "
+            f"got {type(value).__name__}: {value!r}"
+        )
+    return float(value)
+
+
+def _metric_value(result: dict[str, Any], key: str, trial_id: str) -> Any:
     if key in result:
         value = result[key]
     else:
@@ -43,12 +53,7 @@ def _metric(result: dict[str, Any], key: str, trial_id: str) -> float:
                     f"The result has: {sorted(_flatten(result))}"
                 )
             value = value[part]
-    if not _is_real(value):
-        raise TypeError(
-            f"Stopping criterion {key!r} of trial {trial_id} must be a number in the result, "
-            f"got {type(value).__name__}: {value!r}"
-        )
-    return float(value)
+    return value
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:
@@ -96,9 +101,9 @@ class DictStopper(Stopper):
                 raise TypeError(
                     f"stop criteria keys must be str, got {key!r} ({type(key).__name__})"
                 )
-            if not _is_real(value):
+            if not _is_real(value) and not isinstance(value, bool):
                 raise TypeError(
-                    f"stop criterion {key!r} must be a number, "
+                    f"stop criterion {key!r} must be a number (or a bool), "
                     f"got {type(value).__name__}: {value!r}"
                 )
             if value != value:  # NaN; math.isnan() fails on ints too large for a float
@@ -109,7 +114,18 @@ class DictStopper(Stopper):
         self.criteria = dict(criteria)
 
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
-        return any(_metric(result, key, trial_id) >= value for key, value in self.criteria.items())
+        return any(
+            self._reached(trial_id, result, key, value) for key, value in self.criteria.items()
+        )
+
+    @staticmethod
+    def _reached(trial_id: str, result: dict[str, Any], key: str, value: Any) -> bool:
+        if isinstance(value, bool):  # Ray Tune's `stop={"done": True}`: the result's flag is set
+            if key == "done" and key not in result:
+                return False
+            flag = _metric_value(result, key, trial_id)
+            return bool(flag) >= value
+        return _metric(result, key, trial_id) >= value
 
 
 class FunctionStopper(Stopper):

@@ -8,6 +8,7 @@ import pickle
 import cloudpickle
 import pytest
 
+import rtune as tune
 from rtune.stopper import (
     CombinedStopper,
     DictStopper,
@@ -83,8 +84,8 @@ def test_dict_stopper_rejects_non_numeric_result_value():
     [
         ([("a", 1)], TypeError, "stop criteria must be a dict, got list"),
         ({1: 2}, TypeError, "keys must be str, got 1"),
-        ({"acc": "0.9"}, TypeError, "stop criterion 'acc' must be a number, got str"),
-        ({"done": True}, TypeError, "stop criterion 'done' must be a number, got bool"),
+        ({"acc": "0.9"}, TypeError, "stop criterion 'acc' must be a number .or a bool., got str"),
+        ({"done": "yes"}, TypeError, "stop criterion 'done' must be a number .or a bool., got str"),
     ],
 )
 def test_dict_stopper_validation(criteria, error, match):
@@ -212,3 +213,19 @@ def test_stoppers_pickle_with_their_counts():
     stopper("t", {"loss": 1.0})
     restored = pickle.loads(cloudpickle.dumps(stopper))
     assert restored("t", {"loss": 1.0})
+
+
+def test_ray_tunes_stop_done_true_ends_a_trial_at_the_result_that_says_done(storage):
+    """`stop={"done": True}` (Ray Tune's examples use it): a trial ends at the result whose
+    `done` is true, and results without `done` go on."""
+
+    def flagged(config):
+        for i in range(1, 10):
+            tune.report({"i": i, **({"done": True} if i == 4 else {})})
+
+    results = tune.Tuner(
+        flagged, run_config=tune.RunConfig(storage_path=storage, verbose=0, stop={"done": True})
+    ).fit()
+    assert results.num_errors == 0 and results[0].metrics["training_iteration"] == 4
+    assert DictStopper({"done": True})("t", {"done": True})
+    assert not DictStopper({"done": True})("t", {"i": 1})

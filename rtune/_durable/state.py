@@ -279,16 +279,24 @@ def _check_trial(trial: Any, position: int) -> None:
     relpath = trial["relpath"]
     # a trial's directory is one name inside the experiment: an edited state never sends a
     # restore to read or write anywhere else
-    if not relpath or "/" in relpath or "\\" in relpath or relpath.startswith("."):
+    if not _is_dirname(relpath):
         raise ValueError(f"{where}: its 'relpath' {relpath!r} is not a directory name")
     checkpoints = list(trial.get("committed_checkpoints", []))
     if trial.get("latest_checkpoint") is not None:
         checkpoints.append(trial["latest_checkpoint"])
     for entry in checkpoints:
         path = entry.get("path") if isinstance(entry, dict) else None
+        directory = posixpath.dirname(path) if isinstance(path, str) else None
+        # an exploit's donor checkpoint (a latest_checkpoint from another trial, saying whose)
+        # is in the donor's directory: still one name inside the experiment
+        adopted = (
+            entry is trial.get("latest_checkpoint")
+            and entry.get("trial_id") not in (None, trial["trial_id"])
+            and _is_dirname(directory)
+        )
         if not (
             isinstance(path, str)
-            and posixpath.dirname(path) == relpath
+            and (directory == relpath or adopted)
             and posixpath.basename(path).startswith("checkpoint_")
             and isinstance(entry.get("training_iteration"), int)
         ):
@@ -357,3 +365,13 @@ def _apply_deltas(storage: Storage, snapshot: dict, problems: list[str]) -> dict
     state.pop("base", None)
     state["trials"] = list(trials.values())
     return state
+
+
+def _is_dirname(name: object) -> bool:
+    return (
+        isinstance(name, str)
+        and bool(name)
+        and "/" not in name
+        and "\\" not in name
+        and not name.startswith(".")
+    )

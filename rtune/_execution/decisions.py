@@ -132,7 +132,9 @@ class Decisions:
                 return
         stopper = self._stopper
         stop = bool(stopper and self._call_user(stopper, trial.trial_id, seen))
-        if isinstance(decision, Exploit) or decision == TrialScheduler.PAUSE:
+        # a result that meets the stop criteria ends the trial whatever the scheduler answered
+        # (Ray Tune does not ask the scheduler then): a pause or exploit there is dropped
+        if not stop and (isinstance(decision, Exploit) or decision == TrialScheduler.PAUSE):
             if self._only_stops:
                 self._call_user(_refuse, self._scheduler, decision)
                 return

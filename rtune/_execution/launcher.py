@@ -161,6 +161,8 @@ def _stop_mode(trial: Trial) -> str | None:
         return None
     if trial.decision == T.STOP_DECIDED or _paused_at_own_checkpoint(trial):
         return P.FINISH
+    if isinstance(trial.decision, dict):  # an exploit: it restarts from a checkpoint fixed already
+        return P.FINISH
     return P.DRAIN
 
 

@@ -194,7 +194,10 @@ class TrialSession:
         criteria = self.spec.local_stop or {}
         for key, limit in criteria.items():
             value = _lookup(result, key)
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= limit:
+            if isinstance(limit, bool):  # stop={"done": True}: a flag in the result
+                if value is not None and bool(value) >= limit:
+                    return True
+            elif isinstance(value, (int, float)) and not isinstance(value, bool) and value >= limit:
                 return True
         return bool(result.get("done"))
 

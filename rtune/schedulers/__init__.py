@@ -3,6 +3,7 @@
 from rtune.schedulers.async_hyperband import ASHAScheduler, AsyncHyperBandScheduler
 from rtune.schedulers.hyperband import HyperBandScheduler
 from rtune.schedulers.median_stopping_rule import MedianStoppingRule
+from rtune.schedulers.pbt import PopulationBasedTraining, PopulationBasedTrainingReplay
 from rtune.schedulers.trial_scheduler import (
     Decision,
     Exploit,
@@ -19,6 +20,8 @@ __all__ = [
     "FIFOScheduler",
     "HyperBandScheduler",
     "MedianStoppingRule",
+    "PopulationBasedTraining",
+    "PopulationBasedTrainingReplay",
     "SchedulerNeeds",
     "TrialScheduler",
 ]

@@ -1,0 +1,498 @@
+"""Population-based training (Jaderberg et al., 2017), with Ray Tune's parameters and decisions.
+
+Every `perturbation_interval` of `time_attr`, a trial is ranked among the live trials by its
+last score at its own perturbation points. One in the bottom `quantile_fraction` exploits one in
+the top: it restarts from that trial's newest committed checkpoint with that trial's config,
+explored (each mutated key resampled with `resample_probability`, else perturbed: a number
+multiplied by one of `perturbation_factors`, a list value shifted to a neighbour). Where more
+trials want to run than can, a trial that reached its perturbation point pauses so the one
+furthest behind runs (`choose_trial_to_run`): the population advances together.
+
+What differs from Ray Tune, on purpose:
+- The decision is an `Exploit` the engine carries out: the donor's checkpoint is fixed when it
+  is decided, committed, and pinned against the donor's `num_to_keep` until the recipient has a
+  checkpoint of its own, and the exploit is recorded in the experiment state before the
+  recipient restarts (so `num_to_keep=1` is safe, and a restore carries out a decided exploit).
+- The state is plain data keyed by trial id and the random draws come from a seeded
+  `random.Random` kept in it: a restored run perturbs exactly as the uninterrupted run would.
+- A `Categorical` mutation (`tune.choice`) explores like a list (Ray Tune multiplies its value).
+- `synch=True` is refused for now: the engine cannot yet exploit a trial that waits paused.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import random
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+from rtune.schedulers.trial_scheduler import Decision, Exploit, FIFOScheduler, SchedulerNeeds
+from rtune.search.sample import Categorical, Domain, Function
+
+_SEED = 0  # the explore draws; seeded so a run and its restore draw the same
+_WAITING = ("PENDING", "PAUSED")
+_ENDED = ("TERMINATED", "ERROR")
+
+
+class PopulationBasedTraining(FIFOScheduler):
+    """Ray Tune's `PopulationBasedTraining`: same arguments, same decisions (see the module)."""
+
+    def __init__(
+        self,
+        time_attr: str = "time_total_s",
+        metric: str | None = None,
+        mode: str | None = None,
+        perturbation_interval: float = 60.0,
+        burn_in_period: float = 0.0,
+        hyperparam_mutations: dict | None = None,
+        quantile_fraction: float = 0.25,
+        resample_probability: float = 0.25,
+        perturbation_factors: tuple[float, float] = (1.2, 0.8),
+        custom_explore_fn: Callable[[dict], dict] | None = None,
+        log_config: bool = True,
+        require_attrs: bool = True,
+        synch: bool = False,
+    ):
+        hyperparam_mutations = hyperparam_mutations or {}
+        _check_mutations(hyperparam_mutations, "hyperparam_mutations")
+        if not hyperparam_mutations and custom_explore_fn is None:
+            raise ValueError(
+                "PopulationBasedTraining needs hyperparam_mutations or custom_explore_fn: "
+                "without either it has nothing to explore"
+            )
+        if custom_explore_fn is not None and not callable(custom_explore_fn):
+            raise TypeError(f"custom_explore_fn must be callable, got {custom_explore_fn!r}")
+        if not _is_number(quantile_fraction) or not 0 <= quantile_fraction <= 0.5:
+            raise ValueError(
+                f"quantile_fraction must be between 0 and 0.5, got {quantile_fraction!r}: the "
+                "bottom and top quantiles may not overlap"
+            )
+        if not _is_number(perturbation_interval) or perturbation_interval <= 0:
+            raise ValueError(
+                f"perturbation_interval must be a number > 0, got {perturbation_interval!r}"
+            )
+        if not _is_number(burn_in_period) or burn_in_period < 0:
+            raise ValueError(f"burn_in_period must be a number >= 0, got {burn_in_period!r}")
+        if not _is_number(resample_probability) or not 0 <= resample_probability <= 1:
+            raise ValueError(
+                f"resample_probability must be between 0 and 1, got {resample_probability!r}"
+            )
+        factors = tuple(perturbation_factors)
+        if not factors or not all(_is_number(f) for f in factors):
+            raise ValueError(f"perturbation_factors must be numbers, got {perturbation_factors!r}")
+        if not isinstance(time_attr, str) or not time_attr:
+            raise ValueError(f"time_attr must be a result key (a non-empty str), got {time_attr!r}")
+        _check_mode(mode)
+        if synch:
+            raise ValueError(
+                "PopulationBasedTraining(synch=True) is not supported yet: rtune cannot exploit "
+                "a trial while it waits paused; use synch=False (the default)"
+            )
+        self._time_attr = time_attr
+        self._metric = metric
+        self._mode = mode
+        self._perturbation_interval = perturbation_interval
+        self._burn_in_period = burn_in_period
+        self._hyperparam_mutations = hyperparam_mutations
+        self._quantile_fraction = quantile_fraction
+        self._resample_probability = resample_probability
+        self._perturbation_factors = factors
+        self._custom_explore_fn = custom_explore_fn
+        self._log_config = log_config
+        self._require_attrs = require_attrs
+        self._synch = synch
+        # the state a restore continues from (get_state): plain data, by trial id
+        self._trial_state: dict[str, dict] = {}
+        self._rng = random.Random(_SEED)
+        self._num_checkpoints = 0
+        self._num_perturbations = 0
+        self._warned: list[str] = []
+
+    _STATE = ("_metric", "_mode", "_trial_state", "_rng", "_num_checkpoints",
+              "_num_perturbations", "_warned")  # fmt: skip
+
+    @property
+    def needs(self) -> SchedulerNeeds:
+        return SchedulerNeeds(decides_each_result=True, runs_in_order=False)
+
+    @property
+    def metric(self) -> str | None:
+        return self._metric
+
+    @property
+    def mode(self) -> str | None:
+        return self._mode
+
+    def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
+        """Take the TuneConfig's metric/mode where the constructor gave none (False on a
+        conflict, as Ray Tune answers), and check the mutations against the param space."""
+        _check_mode(mode)
+        if (self._metric and metric and metric != self._metric) or (
+            self._mode and mode and mode != self._mode
+        ):
+            return False
+        self._metric = self._metric or metric
+        self._mode = self._mode or mode
+        if self._metric is None or self._mode is None:
+            raise ValueError(
+                f"PopulationBasedTraining needs a metric and a mode (got metric={self._metric!r}, "
+                f"mode={self._mode!r}): pass them to the scheduler or to tune.TuneConfig()"
+            )
+        space = spec.get("config")
+        if isinstance(space, dict):
+            _check_against_space(self._hyperparam_mutations, space, "")
+        return True
+
+    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        """A mutated key missing from the trial's config is sampled from its mutation, as Ray
+        Tune does (set_search_properties warned about it before the run started)."""
+        _fill_config(trial.config, self._hyperparam_mutations, self._rng)
+        self._trial_state[trial.trial_id] = _new_state()
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> Decision:
+        if not self._has_keys(trial, result):
+            return self.CONTINUE
+        state = self._trial_state.setdefault(trial.trial_id, _new_state())
+        time = result[self._time_attr]
+        if time < self._burn_in_period:
+            return self.CONTINUE
+        if time - state["last_perturbation_time"] < self._perturbation_interval:
+            return self.CONTINUE
+        sign = 1.0 if self._mode == "max" else -1.0
+        state["last_score"] = sign * result[self._metric]
+        state["last_train_time"] = time
+        state["last_perturbation_time"] = time
+        lower, upper = self._quantiles(tune_controller)
+        others_wait = any(
+            other.status in _WAITING and other.trial_id != trial.trial_id
+            for other in tune_controller.get_trials()
+        )
+        decision: Decision = self.PAUSE if others_wait else self.CONTINUE
+        if trial.trial_id in upper:
+            self._num_checkpoints += 1  # its newest checkpoint is what a lower trial takes
+        if trial.trial_id in lower:
+            donor_id = self._rng.choice(upper)
+            donor = tune_controller.get_trial(donor_id)
+            if donor is None or donor.checkpoint is None:
+                return decision  # nothing committed to take yet (Ray Tune skips it too)
+            config = self._explore(donor.config)
+            donor_state = self._trial_state[donor_id]
+            state["last_perturbation_time"] = donor_state["last_perturbation_time"]
+            state["last_train_time"] = donor_state["last_train_time"]
+            self._num_perturbations += 1
+            return Exploit(donor=donor_id, config=config, log=self._log_config)
+        return decision
+
+    def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict | None) -> None:
+        self._ended(trial)
+
+    def on_trial_error(self, tune_controller: Any, trial: Any) -> None:
+        self._ended(trial)
+
+    def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
+        self._ended(trial)
+
+    def choose_trial_to_run(self, tune_controller: Any) -> Any:
+        """The waiting trial furthest behind (least `time_attr` at its last perturbation)."""
+        waiting = [t for t in tune_controller.get_trials() if t.status in _WAITING]
+        if not waiting:
+            return None
+        return min(waiting, key=lambda t: self._state_of(t.trial_id)["last_train_time"])
+
+    def get_state(self) -> dict:
+        """What changes as the run goes (a copy: a stored state never changes later); the
+        constructor's arguments come with the scheduler object itself."""
+        return copy.deepcopy({name: self.__dict__[name] for name in self._STATE})
+
+    def set_state(self, state: dict) -> None:
+        self.__dict__.update(copy.deepcopy(state))
+
+    def debug_string(self) -> str:
+        return (
+            f"PopulationBasedTraining: {self._num_checkpoints} checkpoints, "
+            f"{self._num_perturbations} perturbs"
+        )
+
+    def _state_of(self, trial_id: str) -> dict:
+        return self._trial_state.setdefault(trial_id, _new_state())
+
+    def _ended(self, trial: Any) -> None:
+        self._state_of(trial.trial_id)["ended"] = True
+
+    def _quantiles(self, tune_controller: Any) -> tuple[list[str], list[str]]:
+        """Ray Tune's: the live trials with a score, worst first; the bottom and top
+        `quantile_fraction` of them, at most half each."""
+        ranked = []
+        for trial_id, state in self._trial_state.items():
+            if state["last_score"] is None or state["ended"]:
+                continue
+            view = tune_controller.get_trial(trial_id)
+            if view is not None and view.status in _ENDED:
+                continue
+            ranked.append(trial_id)
+        ranked.sort(key=lambda trial_id: self._trial_state[trial_id]["last_score"])
+        if len(ranked) <= 1:
+            return [], []
+        count = int(math.ceil(len(ranked) * self._quantile_fraction))
+        if count > len(ranked) / 2:
+            count = int(math.floor(len(ranked) / 2))
+        if count == 0:
+            return [], []
+        return ranked[:count], ranked[-count:]
+
+    def _explore(self, config: dict) -> dict:
+        explored = _explore(
+            config,
+            self._hyperparam_mutations,
+            self._resample_probability,
+            self._perturbation_factors,
+            self._rng,
+        )
+        if self._custom_explore_fn is not None:
+            explored = self._custom_explore_fn(explored)
+            if not isinstance(explored, dict):
+                raise TypeError(
+                    f"custom_explore_fn must return the new config (a dict), got {explored!r}"
+                )
+        return explored
+
+    def _has_keys(self, trial: Any, result: dict) -> bool:
+        """Both keys, or (require_attrs=False) a warning once and no decision."""
+        if self._metric is None or self._mode is None:
+            raise ValueError(
+                f"PopulationBasedTraining has no metric or mode (metric={self._metric!r}, "
+                f"mode={self._mode!r}): pass them to the scheduler or to tune.TuneConfig()"
+            )
+        for key, what in ((self._time_attr, "time_attr"), (self._metric, "metric")):
+            if key in result:
+                continue
+            message = (
+                f"PopulationBasedTraining: trial {trial.trial_id} reported a result without "
+                f"{key!r} (its {what}; the result has "
+                f"{sorted(k for k in result if k != 'config')})"
+            )
+            if self._require_attrs:
+                raise RuntimeError(
+                    message + "; to let such results through undecided, pass "
+                    "PopulationBasedTraining(require_attrs=False)"
+                )
+            if key not in self._warned:
+                self._warned.append(key)
+                warnings.warn(message + "; results without it are not decided on", stacklevel=2)
+            return False
+        return True
+
+
+class PopulationBasedTrainingReplay(FIFOScheduler):
+    """Ray Tune's `PopulationBasedTrainingReplay`: one trial follows the config schedule a PBT
+    trial took, read from its policy file (`pbt_policy_<trial_id>.txt` in the experiment).
+
+    The trial starts with the schedule's first config (with an empty `param_space`, the
+    schedule's); at each change point it goes on from its own newest checkpoint with the next
+    config, so checkpoint at the perturbation interval the PBT run used to replay it exactly."""
+
+    def __init__(self, policy_file: str):
+        path = os.path.expanduser(os.fspath(policy_file))
+        if not os.path.isfile(path):
+            raise ValueError(f"PopulationBasedTrainingReplay: policy file not found: {path}")
+        self.policy_file = path
+        self.config, self._policy = _load_policy(path)
+        self.current_config = self.config
+        self._trial_id: str | None = None
+        self._next = 0  # the index in _policy of the next change
+        self._num_perturbations = 0
+
+    @property
+    def needs(self) -> SchedulerNeeds:
+        return SchedulerNeeds(decides_each_result=True, runs_in_order=True)
+
+    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        if self._trial_id is not None and self._trial_id != trial.trial_id:
+            raise ValueError(
+                "PopulationBasedTrainingReplay replays one trial's schedule, but a second trial "
+                f"({trial.trial_id}) was added: set TuneConfig(num_samples=1) and no grid search"
+            )
+        self._trial_id = trial.trial_id
+        if trial.config and self._policy and trial.config != self.config:
+            warnings.warn(
+                "PopulationBasedTrainingReplay: the trial's config from param_space is replaced "
+                f"by the schedule's first config, {self.config}",
+                stacklevel=2,
+            )
+        if not self._policy and not trial.config:
+            raise ValueError(
+                f"PopulationBasedTrainingReplay: {self.policy_file} holds no exploit and the "
+                "trial has no config: pass param_space to the Tuner"
+            )
+        if self._policy:
+            trial.config.clear()
+            trial.config.update(copy.deepcopy(self.config))
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> Decision:
+        step = result.get("training_iteration")
+        if step is None or self._next >= len(self._policy):
+            return self.CONTINUE
+        change_at, config = self._policy[self._next]
+        if step < change_at:
+            return self.CONTINUE
+        self._next += 1
+        self._num_perturbations += 1
+        self.current_config = config
+        return Exploit(donor=trial.trial_id, config=copy.deepcopy(config), log=False)
+
+    def get_state(self) -> dict:
+        return copy.deepcopy(self.__dict__)
+
+    def set_state(self, state: dict) -> None:
+        self.__dict__.update(copy.deepcopy(state))
+
+    def debug_string(self) -> str:
+        return (
+            f"PopulationBasedTraining replay: Step {self._next}, perturb {self._num_perturbations}"
+        )
+
+
+def _load_policy(path: str) -> tuple[dict, list[tuple[int, dict]]]:
+    """The initial config and the (step, config) changes of the trial whose file this is.
+
+    Each line is `[trial tag, donor tag, trial iteration, donor iteration, donor config, new
+    config]`, the donor's own lines first (copied when it was exploited): walking back from the
+    newest, the chain of donors ends where a line's trial is not the next line's donor."""
+    lines = []
+    with open(path) as src:
+        for number, row in enumerate(src, 1):
+            if not row.strip():
+                continue
+            try:
+                line = json.loads(row)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}, line {number}: not a PBT policy line ({exc})") from None
+            if not (isinstance(line, list) and len(line) == 6 and isinstance(line[3], int)):
+                raise ValueError(
+                    f"{path}, line {number}: a PBT policy line is [trial tag, donor tag, trial "
+                    f"iteration, donor iteration, donor config, new config], got {row.strip()!r}"
+                )
+            lines.append(line)
+    changes: list[tuple[int, dict]] = []
+    donor_tag, initial = None, {}
+    for trial_tag, clone_tag, _, clone_step, old_config, new_config in reversed(lines):
+        if donor_tag is not None and trial_tag != donor_tag:
+            break
+        donor_tag, initial = clone_tag, old_config
+        changes.append((clone_step, new_config))
+    return initial, list(reversed(changes))
+
+
+def _new_state() -> dict:
+    return {
+        "last_score": None,
+        "last_perturbation_time": 0,
+        "last_train_time": 0,
+        "ended": False,
+    }
+
+
+def _check_mutations(mutations: Any, where: str) -> None:
+    if not isinstance(mutations, dict):
+        raise TypeError(f"{where} must be a dict of key -> mutation, got {mutations!r}")
+    for key, value in mutations.items():
+        name = f"{where}[{key!r}]"
+        if isinstance(value, dict):
+            _check_mutations(value, name)
+        elif isinstance(value, Function):
+            raise ValueError(
+                f"{name}: tune.sample_from is not supported as a mutation; use tune.uniform, "
+                "tune.choice, ..., a list of values or a function of no arguments"
+            )
+        elif isinstance(value, (list, tuple)):
+            if not value:
+                raise ValueError(f"{name}: an empty list has nothing to explore")
+        elif not isinstance(value, Domain) and not callable(value):
+            raise TypeError(
+                f"{name} must be a list, a tune search space (tune.uniform, ...), a function "
+                f"of no arguments or a dict of them, got {type(value).__name__} {value!r}"
+            )
+        elif isinstance(value, Domain) and not hasattr(value, "sample"):
+            raise TypeError(f"{name}: {value!r} cannot be sampled")
+
+
+def _check_against_space(mutations: dict, space: dict, prefix: str) -> None:
+    """A mutated key the space lacks is sampled from its mutation (Ray Tune's documented
+    behaviour), which is also what a misspelt key does: say so, naming it, before the run."""
+    for key, value in mutations.items():
+        name = f"{prefix}{key}"
+        if key not in space:
+            if space or prefix:
+                warnings.warn(
+                    f"PopulationBasedTraining: hyperparam_mutations key {name!r} is not in "
+                    "param_space: each trial's first value is sampled from its mutation",
+                    stacklevel=3,
+                )
+            continue
+        if isinstance(value, dict):
+            if not isinstance(space[key], dict):
+                raise ValueError(
+                    f"PopulationBasedTraining: hyperparam_mutations[{name!r}] is a dict of "
+                    f"mutations, but param_space[{name!r}] is not a dict ({space[key]!r})"
+                )
+            _check_against_space(value, space[key], f"{name}/")
+
+
+def _sample(mutation: Any, rng: random.Random) -> Any:
+    if isinstance(mutation, (list, tuple)):
+        return copy.deepcopy(rng.choice(mutation))
+    if isinstance(mutation, Domain):
+        return mutation.sample(rng)
+    return mutation()
+
+
+def _fill_config(config: dict, mutations: dict, rng: random.Random) -> None:
+    for key, mutation in mutations.items():
+        if isinstance(mutation, dict):
+            _fill_config(config.setdefault(key, {}), mutation, rng)
+        elif key not in config:
+            config[key] = _sample(mutation, rng)
+
+
+def _explore(
+    config: dict,
+    mutations: dict,
+    resample_probability: float,
+    factors: tuple[float, ...],
+    rng: random.Random,
+) -> dict:
+    """Ray Tune's explore step on a copy of `config` (see the module docstring)."""
+    new = copy.deepcopy(config)
+    for key, mutation in mutations.items():
+        if isinstance(mutation, dict):
+            new[key] = _explore(config.get(key, {}), mutation, resample_probability, factors, rng)
+            continue
+        values = mutation.categories if isinstance(mutation, Categorical) else mutation
+        if isinstance(values, (list, tuple)):
+            values = list(values)
+            if rng.random() < resample_probability or config.get(key) not in values:
+                new[key] = copy.deepcopy(rng.choice(values))
+            else:
+                index = values.index(config[key]) + rng.choice([-1, 1])
+                new[key] = copy.deepcopy(values[min(max(index, 0), len(values) - 1)])
+            continue
+        if rng.random() < resample_probability:
+            new[key] = _sample(mutation, rng)
+        else:
+            new[key] = config[key] * rng.choice(factors)
+        if isinstance(config.get(key), int) and not isinstance(config[key], bool):
+            new[key] = int(new[key])  # a batch size stays an int
+    return new
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_mode(mode: str | None) -> None:
+    if mode is not None and mode not in ("min", "max"):
+        raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
