@@ -101,9 +101,10 @@ class DictStopper(Stopper):
                 raise TypeError(
                     f"stop criteria keys must be str, got {key!r} ({type(key).__name__})"
                 )
-            if not _is_real(value) and not isinstance(value, bool):
+            # a bool only as Ray Tune's `stop={"done": True}`
+            if not _is_real(value) and not (key == "done" and isinstance(value, bool)):
                 raise TypeError(
-                    f"stop criterion {key!r} must be a number (or a bool), "
+                    f"stop criterion {key!r} must be a number, "
                     f"got {type(value).__name__}: {value!r}"
                 )
             if value != value:  # NaN; math.isnan() fails on ints too large for a float

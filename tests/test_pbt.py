@@ -481,7 +481,8 @@ def test_ray_tunes_pbt_examples_run_with_rtune(tmp_path, name):
         "RTUNE_STORAGE_PATH": str(tmp_path / "results"),
         "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")])),
     }
-    env.pop("RAY_ADDRESS", None)
+    # a Ray of its own (the script's `ray.init(num_cpus=2)`), never the session's cluster
+    env["RAY_ADDRESS"] = "local"
     proc = subprocess.run(
         [sys.executable, script, "--smoke-test"],
         capture_output=True,

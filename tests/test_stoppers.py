@@ -84,8 +84,9 @@ def test_dict_stopper_rejects_non_numeric_result_value():
     [
         ([("a", 1)], TypeError, "stop criteria must be a dict, got list"),
         ({1: 2}, TypeError, "keys must be str, got 1"),
-        ({"acc": "0.9"}, TypeError, "stop criterion 'acc' must be a number .or a bool., got str"),
-        ({"done": "yes"}, TypeError, "stop criterion 'done' must be a number .or a bool., got str"),
+        ({"acc": True}, TypeError, "stop criterion 'acc' must be a number, got bool"),
+        ({"acc": "0.9"}, TypeError, "stop criterion 'acc' must be a number, got str"),
+        ({"done": "yes"}, TypeError, "stop criterion 'done' must be a number, got str"),
     ],
 )
 def test_dict_stopper_validation(criteria, error, match):
