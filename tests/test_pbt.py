@@ -17,7 +17,7 @@ import warnings
 import cloudpickle
 import pytest
 from iteration_checkpoints import ctrl_c_when, hold_until_stopped
-from test_asha import _ray_example
+from test_asha import _add_all, _feed, _ray_example
 
 import rtune as tune
 from rtune._durable.trial import Trial
@@ -73,18 +73,6 @@ def _pbt(**kw) -> PopulationBasedTraining:
         quantile_fraction=0.25,
     )
     return PopulationBasedTraining(**{**args, **kw})
-
-
-def _feed(scheduler, run, views, steps):
-    return [
-        scheduler.on_trial_result(run, views[tid], {"training_iteration": it, "score": score})
-        for tid, it, score in steps
-    ]
-
-
-def _add_all(scheduler, run, views):
-    for view in views.values():
-        scheduler.on_trial_add(run, view)
 
 
 # the population of 4 at iteration 2, worst first, so none is the bottom one when it arrives:
@@ -313,13 +301,18 @@ def pbt_counter(config):
             )
 
 
-def _real_pbt(storage, name, trainable=pbt_counter, **tune_kw):
-    scheduler = PopulationBasedTraining(
+def _lr_pbt() -> PopulationBasedTraining:
+    """The real runs' PBT: every 3 iterations, half the population against the other half."""
+    return PopulationBasedTraining(
         time_attr="training_iteration",
         perturbation_interval=3,
         hyperparam_mutations={"lr": [1.0, 2.0, 4.0, 8.0]},
         quantile_fraction=0.5,
     )
+
+
+def _real_pbt(storage, name, trainable=pbt_counter, **tune_kw):
+    scheduler = _lr_pbt()
     results = tune.Tuner(
         trainable,
         param_space={"lr": tune.grid_search([1.0, 2.0, 4.0, 8.0])},
@@ -388,12 +381,7 @@ def test_a_class_trainable_gets_the_donors_checkpoint_through_load_or_reset_conf
             self.lr = new_config["lr"]
             return True
 
-    scheduler = PopulationBasedTraining(
-        time_attr="training_iteration",
-        perturbation_interval=3,
-        hyperparam_mutations={"lr": [1.0, 2.0, 4.0, 8.0]},
-        quantile_fraction=0.5,
-    )
+    scheduler = _lr_pbt()
     results = tune.Tuner(
         Accumulate,
         param_space={"lr": tune.grid_search([1.0, 2.0, 4.0, 8.0])},
@@ -544,12 +532,7 @@ def _pbt_outcome(results, experiment):
 @pytest.mark.slow
 def test_a_run_stopped_by_ctrl_c_and_restored_perturbs_as_the_uninterrupted_one(storage, tmp_path):
     def tuner(name, hold_at):
-        scheduler = PopulationBasedTraining(
-            time_attr="training_iteration",
-            perturbation_interval=3,
-            hyperparam_mutations={"lr": [1.0, 2.0, 4.0, 8.0]},
-            quantile_fraction=0.5,
-        )
+        scheduler = _lr_pbt()
         space = {
             "lr": tune.grid_search([1.0, 2.0, 4.0, 8.0]),
             "log": str(tmp_path / f"{name}.log"),

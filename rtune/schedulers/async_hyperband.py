@@ -21,7 +21,14 @@ from typing import Any
 
 import numpy as np
 
-from rtune.schedulers.trial_scheduler import Decision, FIFOScheduler, SchedulerNeeds
+from rtune.schedulers.trial_scheduler import (
+    Decision,
+    FIFOScheduler,
+    SchedulerNeeds,
+    check_mode,
+    is_number,
+    take_metric_and_mode,
+)
 
 # Ray Tune draws brackets from numpy's global generator; rtune seeds its own so a run (and its
 # restore) is reproducible.
@@ -47,13 +54,13 @@ class AsyncHyperBandScheduler(FIFOScheduler):
         _check_positive("grace_period", grace_period)
         if grace_period > max_t:
             raise ValueError(f"grace_period ({grace_period!r}) must be at most max_t ({max_t!r})")
-        if not _is_number(reduction_factor) or reduction_factor <= 1:
+        if not is_number(reduction_factor) or reduction_factor <= 1:
             raise ValueError(f"reduction_factor must be a number > 1, got {reduction_factor!r}")
         if not isinstance(brackets, int) or isinstance(brackets, bool) or brackets < 1:
             raise ValueError(f"brackets must be an int >= 1, got {brackets!r}")
         if not isinstance(time_attr, str) or not time_attr:
             raise ValueError(f"time_attr must be a result key (a non-empty str), got {time_attr!r}")
-        _check_mode(mode)
+        check_mode("AsyncHyperBandScheduler", mode)
         self._time_attr = time_attr
         self._metric = metric
         self._mode = mode
@@ -84,13 +91,8 @@ class AsyncHyperBandScheduler(FIFOScheduler):
     def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
         """Take the TuneConfig's metric/mode where the constructor gave none; False where one is
         set already and differs (Ray Tune's answer to a conflict)."""
-        _check_mode(mode)
-        if (self._metric and metric and metric != self._metric) or (
-            self._mode and mode and mode != self._mode
-        ):
+        if not take_metric_and_mode(self, metric, mode):
             return False
-        self._metric = self._metric or metric
-        self._mode = self._mode or mode
         if self._metric is None or self._mode is None:
             raise ValueError(
                 f"AsyncHyperBandScheduler needs a metric and a mode (got metric={self._metric!r}, "
@@ -206,15 +208,6 @@ def _bracket_rungs(grace_period: float, max_t: float, rf: float, s: int) -> dict
     return {milestone: {} for milestone in reversed(milestones)}
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def _check_positive(name: str, value: Any) -> None:
-    if not _is_number(value) or value <= 0:
+    if not is_number(value) or value <= 0:
         raise ValueError(f"{name} must be a number > 0, got {value!r}")
-
-
-def _check_mode(mode: str | None) -> None:
-    if mode is not None and mode not in ("min", "max"):
-        raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")

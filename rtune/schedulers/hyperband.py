@@ -35,11 +35,17 @@ from __future__ import annotations
 
 import copy
 import math
-import numbers
 import warnings
 from typing import Any
 
-from rtune.schedulers.trial_scheduler import Decision, FIFOScheduler, SchedulerNeeds
+from rtune.schedulers.trial_scheduler import (
+    Decision,
+    FIFOScheduler,
+    SchedulerNeeds,
+    check_mode,
+    is_number,
+    take_metric_and_mode,
+)
 
 _PENDING, _PAUSED = "PENDING", "PAUSED"
 
@@ -129,10 +135,10 @@ class HyperBandScheduler(FIFOScheduler):
             )
         if metric is not None and (not isinstance(metric, str) or not metric):
             raise ValueError(f"HyperBandScheduler: metric must be a result key, got {metric!r}")
-        _check_mode(mode)
-        if not _is_number(max_t) or max_t < 1:
+        check_mode("HyperBandScheduler", mode)
+        if not is_number(max_t) or max_t < 1:
             raise ValueError(f"HyperBandScheduler: max_t must be a number >= 1, got {max_t!r}")
-        if not _is_number(reduction_factor) or reduction_factor <= 1:
+        if not is_number(reduction_factor) or reduction_factor <= 1:
             raise ValueError(
                 f"HyperBandScheduler: reduction_factor must be a number > 1, "
                 f"got {reduction_factor!r}"
@@ -171,13 +177,8 @@ class HyperBandScheduler(FIFOScheduler):
     def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
         """TuneConfig's metric and mode where the constructor gave none; False where one is set
         already and differs (the same again, as a restored Tuner passes them, is fine)."""
-        _check_mode(mode)
-        if (self._metric and metric and metric != self._metric) or (
-            self._mode and mode and mode != self._mode
-        ):
+        if not take_metric_and_mode(self, metric, mode):
             return False
-        self._metric = self._metric or metric
-        self._mode = self._mode or mode
         self._check_metric_and_mode()
         return True
 
@@ -369,12 +370,3 @@ def _total_work(n: int, r: int, s: int, max_t: float, eta: float) -> float:
         n = math.ceil(n / eta)
         r = int(min(r * eta, max_t - first_r))
     return work
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _check_mode(mode: Any) -> None:
-    if mode is not None and mode not in ("min", "max"):
-        raise ValueError(f"HyperBandScheduler: mode must be 'min' or 'max', got {mode!r}")

@@ -29,7 +29,15 @@ from collections.abc import Callable
 from typing import Any
 
 from rtune.schedulers.pbt_replay import PopulationBasedTrainingReplay
-from rtune.schedulers.trial_scheduler import Decision, Exploit, FIFOScheduler, SchedulerNeeds
+from rtune.schedulers.trial_scheduler import (
+    Decision,
+    Exploit,
+    FIFOScheduler,
+    SchedulerNeeds,
+    check_mode,
+    is_number,
+    take_metric_and_mode,
+)
 from rtune.search.sample import Categorical, Domain, Function
 
 _SEED = 0  # the explore draws; seeded so a run and its restore draw the same
@@ -67,27 +75,27 @@ class PopulationBasedTraining(FIFOScheduler):
             )
         if custom_explore_fn is not None and not callable(custom_explore_fn):
             raise TypeError(f"custom_explore_fn must be callable, got {custom_explore_fn!r}")
-        if not _is_number(quantile_fraction) or not 0 <= quantile_fraction <= 0.5:
+        if not is_number(quantile_fraction) or not 0 <= quantile_fraction <= 0.5:
             raise ValueError(
                 f"quantile_fraction must be between 0 and 0.5, got {quantile_fraction!r}: the "
                 "bottom and top quantiles may not overlap"
             )
-        if not _is_number(perturbation_interval) or perturbation_interval <= 0:
+        if not is_number(perturbation_interval) or perturbation_interval <= 0:
             raise ValueError(
                 f"perturbation_interval must be a number > 0, got {perturbation_interval!r}"
             )
-        if not _is_number(burn_in_period) or burn_in_period < 0:
+        if not is_number(burn_in_period) or burn_in_period < 0:
             raise ValueError(f"burn_in_period must be a number >= 0, got {burn_in_period!r}")
-        if not _is_number(resample_probability) or not 0 <= resample_probability <= 1:
+        if not is_number(resample_probability) or not 0 <= resample_probability <= 1:
             raise ValueError(
                 f"resample_probability must be between 0 and 1, got {resample_probability!r}"
             )
         factors = tuple(perturbation_factors)
-        if not factors or not all(_is_number(f) for f in factors):
+        if not factors or not all(is_number(f) for f in factors):
             raise ValueError(f"perturbation_factors must be numbers, got {perturbation_factors!r}")
         if not isinstance(time_attr, str) or not time_attr:
             raise ValueError(f"time_attr must be a result key (a non-empty str), got {time_attr!r}")
-        _check_mode(mode)
+        check_mode("PopulationBasedTraining", mode)
         if synch:
             raise ValueError(
                 "PopulationBasedTraining(synch=True) is not supported yet: rtune cannot exploit "
@@ -131,13 +139,8 @@ class PopulationBasedTraining(FIFOScheduler):
     def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
         """Take the TuneConfig's metric/mode where the constructor gave none (False on a
         conflict, as Ray Tune answers), and check the mutations against the param space."""
-        _check_mode(mode)
-        if (self._metric and metric and metric != self._metric) or (
-            self._mode and mode and mode != self._mode
-        ):
+        if not take_metric_and_mode(self, metric, mode):
             return False
-        self._metric = self._metric or metric
-        self._mode = self._mode or mode
         if self._metric is None or self._mode is None:
             raise ValueError(
                 f"PopulationBasedTraining needs a metric and a mode (got metric={self._metric!r}, "
@@ -188,15 +191,6 @@ class PopulationBasedTraining(FIFOScheduler):
             return Exploit(donor=donor_id, config=config, log=self._log_config)
         return decision
 
-    def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict | None) -> None:
-        self._ended(trial)
-
-    def on_trial_error(self, tune_controller: Any, trial: Any) -> None:
-        self._ended(trial)
-
-    def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
-        self._ended(trial)
-
     def choose_trial_to_run(self, tune_controller: Any) -> Any:
         """The waiting trial furthest behind (least `time_attr` at its last perturbation)."""
         waiting = [t for t in tune_controller.get_trials() if t.status in _WAITING]
@@ -221,15 +215,12 @@ class PopulationBasedTraining(FIFOScheduler):
     def _state_of(self, trial_id: str) -> dict:
         return self._trial_state.setdefault(trial_id, _new_state())
 
-    def _ended(self, trial: Any) -> None:
-        self._state_of(trial.trial_id)["ended"] = True
-
     def _quantiles(self, tune_controller: Any) -> tuple[list[str], list[str]]:
         """Ray Tune's: the live trials with a score, worst first; the bottom and top
-        `quantile_fraction` of them, at most half each."""
+        `quantile_fraction` of them, at most half each. A trial's record says whether it ended."""
         ranked = []
         for trial_id, state in self._trial_state.items():
-            if state["last_score"] is None or state["ended"]:
+            if state["last_score"] is None:
                 continue
             view = tune_controller.get_trial(trial_id)
             if view is not None and view.status in _ENDED:
@@ -293,7 +284,6 @@ def _new_state() -> dict:
         "last_score": None,
         "last_perturbation_time": 0,
         "last_train_time": 0,
-        "ended": False,
     }
 
 
@@ -388,12 +378,3 @@ def _explore(
         if isinstance(config.get(key), int) and not isinstance(config[key], bool):
             new[key] = int(new[key])  # a batch size stays an int
     return new
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _check_mode(mode: str | None) -> None:
-    if mode is not None and mode not in ("min", "max"):
-        raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")

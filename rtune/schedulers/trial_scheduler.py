@@ -23,6 +23,7 @@ lets short trials be queued on busy actors.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -134,3 +135,27 @@ class FIFOScheduler(TrialScheduler):
 
     def debug_string(self) -> str:
         return "Using FIFO scheduling algorithm."
+
+
+def is_number(value: Any) -> bool:
+    """A real number, not a bool: what a scheduler's numeric parameters must be."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_mode(owner: str, mode: Any) -> None:
+    if mode is not None and mode not in ("min", "max"):
+        raise ValueError(f"{owner}: mode must be 'min' or 'max', got {mode!r}")
+
+
+def take_metric_and_mode(scheduler: Any, metric: str | None, mode: str | None) -> bool:
+    """TuneConfig's metric and mode into a scheduler's `_metric` / `_mode` where its constructor
+    gave none; False where one is set already and differs (Ray Tune's answer to a conflict; the
+    same ones again, as a restored Tuner passes them, are fine)."""
+    check_mode(type(scheduler).__name__, mode)
+    if (scheduler._metric and metric and metric != scheduler._metric) or (
+        scheduler._mode and mode and mode != scheduler._mode
+    ):
+        return False
+    scheduler._metric = scheduler._metric or metric
+    scheduler._mode = scheduler._mode or mode
+    return True
