@@ -24,9 +24,8 @@ class Trainable:
     def __init__(self, config: dict | None = None, **parameters: Any):
         self.config = dict(config or {})
         self._iteration = 0
-        self.trial_id = ""
-        self.trial_name = ""
-        self.logdir = ""
+        # known in setup(), as in Ray Tune, when rtune runs it as a trial (blank when made by hand)
+        self.trial_id, self.trial_name, self.logdir = _running_trial()
         self.setup(dict(self.config), **parameters)
 
     @property
@@ -221,3 +220,14 @@ def with_parameters(trainable: Any, **parameters: Any) -> Any:
 
     wrapped_fn._rtune_parameters = refs  # type: ignore[attr-defined]
     return wrapped_fn
+
+
+def _running_trial() -> tuple[str, str, str]:
+    """(trial_id, trial_name, logdir) of the trial this process runs now, or blanks."""
+    from rtune._execution import session
+
+    current = session._current
+    if current is None:
+        return "", "", ""
+    spec = current.spec
+    return spec.trial_id, spec.trial_name, spec.storage.uri(spec.trial_relpath)

@@ -312,3 +312,52 @@ def test_a_scheduler_ends_running_and_waiting_trials_through_stop_trial(storage)
     # as in Ray Tune, a waiting trial's end reaches the scheduler through on_trial_remove
     ran = {by_x[1].metrics["trial_id"], by_x[2].metrics["trial_id"]}
     assert len(scheduler.removed) == 1 and scheduler.removed[0] not in ran
+
+
+class ExploitsByController(TrialScheduler):
+    """rtune's `tune_controller.exploit_trial`: at the first trial's second result, the trial
+    waiting to run (`target`: the second, pending) takes the first's checkpoint with x=50."""
+
+    def __init__(self, target: int = 1):
+        self.target = target
+
+    def on_trial_result(self, tune_controller, trial, result):
+        trials = tune_controller.get_trials()
+        if trial is trials[0] and result["training_iteration"] == 2:
+            exploit = Exploit(donor=trial.trial_id, config={"x": 50})
+            tune_controller.exploit_trial(trials[self.target], exploit)
+        return self.CONTINUE
+
+
+def _exploited_run(storage, target):
+    return tune.Tuner(
+        Counter,
+        param_space={"x": tune.grid_search([1, 2])},
+        tune_config=tune.TuneConfig(
+            scheduler=ExploitsByController(target), max_concurrent_trials=1
+        ),
+        run_config=tune.RunConfig(
+            storage_path=storage,
+            verbose=0,
+            stop={"training_iteration": 4},
+            checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=1, num_to_keep=1),
+        ),
+    )
+
+
+def test_a_waiting_trial_exploited_through_the_controller_resumes_from_the_donor(storage):
+    results = _exploited_run(storage, target=1).fit()
+    assert not results.errors
+    first, second = sorted(results, key=lambda r: r.metrics["trial_id"])
+    assert first.config == {"x": 1} and first.metrics["count"] == 4
+    # the pending trial began from the donor's iteration-2 checkpoint, with the new config
+    assert second.config == {"x": 50} and second.metrics["x"] == 50
+    assert second.metrics["origin"] == first.metrics["trial_id"]
+    assert list(second.metrics_dataframe["training_iteration"]) == [3, 4]
+    with open(os.path.join(results.experiment_path, "pbt_global.txt")) as src:
+        assert len(src.readlines()) == 1
+
+
+def test_exploit_trial_on_a_running_trial_is_refused_naming_it(storage):
+    with pytest.raises(ValueError, match=r"exploit_trial\(\) takes a trial that waits.*RUNNING"):
+        _exploited_run(storage, target=0).fit()

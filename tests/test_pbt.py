@@ -28,12 +28,12 @@ from rtune.schedulers import (
     PopulationBasedTraining,
     PopulationBasedTrainingReplay,
 )
-from rtune.schedulers.pbt import _explore
+from rtune.schedulers.pbt_mutations import explore
 
 C, P, S = "CONTINUE", "PAUSE", "STOP"
 
 
-def _run_of(*ids: str, status: str = "RUNNING") -> tuple[ControllerView, dict]:
+def _run_of(*ids: str, status: str = "RUNNING", on_exploit=None) -> tuple[ControllerView, dict]:
     records = {
         tid: Trial(
             trial_id=tid,
@@ -49,7 +49,7 @@ def _run_of(*ids: str, status: str = "RUNNING") -> tuple[ControllerView, dict]:
     }
     for record in records.values():  # each has a committed checkpoint a recipient may take
         record.latest_checkpoint = {"path": f"{record.relpath}/checkpoint_000000"}
-    return ControllerView(records, storage=_FakeStorage()), {
+    return ControllerView(records, storage=_FakeStorage(), on_exploit=on_exploit), {
         tid: view_of(rec, _FakeStorage()) for tid, rec in records.items()
     }
 
@@ -132,6 +132,63 @@ def test_a_trial_pauses_at_its_perturbation_point_while_others_wait_to_run():
     assert scheduler.choose_trial_to_run(run).trial_id == "b"
 
 
+def _synch_population(*ids):
+    """A synchronous PBT over `ids` and the exploits it asks of waiting trials."""
+    asked = []
+    scheduler = _pbt(synch=True)
+    run, views = _run_of(*ids, on_exploit=lambda tid, exploit: asked.append((tid, exploit)))
+    _add_all(scheduler, run, views)
+    return scheduler, run, views, asked
+
+
+def _arrive(scheduler, run, views, steps):
+    """Results in order; a trial told to pause is paused, as the engine would."""
+    decisions = _feed(scheduler, run, views, steps)
+    for (tid, _, _), decision in zip(steps, decisions, strict=True):
+        if decision == P:
+            views[tid].record.status = "PAUSED"
+    return decisions
+
+
+def test_synch_pauses_each_trial_at_the_point_and_the_last_one_perturbs_them_all():
+    scheduler, run, views, asked = _synch_population("a", "b", "c", "d")
+    assert _arrive(scheduler, run, views, [("a", 1, 9.0)]) == [C]  # short of the point
+    # in rank order, best first: the worst arrives last and exploits through its decision
+    assert _arrive(scheduler, run, views, ROUND[::-1][:3]) == [P, P, P]
+    assert scheduler.choose_trial_to_run(run) is None  # d runs; the others wait for it
+    (exploit,) = _feed(scheduler, run, views, [ROUND[0]])
+    assert isinstance(exploit, Exploit) and exploit.donor == "a" and not asked
+    assert scheduler._next_sync == 4
+    assert {t: s["last_perturbation_time"] for t, s in scheduler._trial_state.items()} == {
+        "a": 2, "b": 2, "c": 2, "d": 2
+    }  # fmt: skip
+
+
+def test_synch_exploits_a_paused_bottom_trial_through_the_controller():
+    scheduler, run, views, asked = _synch_population("a", "b", "c", "d")
+    # worst first: d waits paused at the point when the best, a, arrives last
+    assert _arrive(scheduler, run, views, ROUND) == [P, P, P, P]
+    ((tid, exploit),) = asked
+    assert tid == "d" and isinstance(exploit, Exploit) and exploit.donor == "a"
+    # the population resumes furthest behind first; all are behind the next point now
+    views["a"].record.status = "PAUSED"
+    assert scheduler.choose_trial_to_run(run).trial_id in ("a", "b", "c", "d")
+    assert scheduler._next_sync == 4
+
+
+def test_synch_runs_the_trials_behind_first_and_perturbs_when_the_last_one_ends():
+    scheduler, run, views, asked = _synch_population("a", "b", "c", "d")
+    views["d"].record.status = "PENDING"
+    assert _arrive(scheduler, run, views, [("a", 2, 4.0)]) == [P]
+    assert scheduler.choose_trial_to_run(run).trial_id == "d"  # not a: it is at the point
+    assert _arrive(scheduler, run, views, [("b", 2, 3.0), ("c", 2, 1.0)]) == [P, P]
+    views["d"].record.status = "TERMINATED"  # d ends before the point: nobody else will come
+    scheduler.on_trial_complete(run, views["d"], {"training_iteration": 1, "score": 0.0})
+    ((tid, exploit),) = asked
+    assert tid == "c" and exploit.donor == "a"
+    assert scheduler.choose_trial_to_run(run) is not None
+
+
 def test_no_exploit_during_burn_in_or_without_a_donor_checkpoint():
     scheduler = _pbt(burn_in_period=5)
     run, views = _run_of("a", "b", "c", "d")
@@ -156,7 +213,7 @@ def test_explore_follows_ray_tunes_rules():
     config = {"lr": 0.5, "bs": 32, "opt": "sgd", "nested": {"depth": 1}, "units": 10, "keep": "x"}
     seen = {"lr": set(), "bs": set(), "opt": set(), "depth": set(), "units": set()}
     for _ in range(200):
-        new = _explore(config, mutations, 0.25, (1.2, 0.8), rng)
+        new = explore(config, mutations, 0.25, (1.2, 0.8), rng)
         assert new["keep"] == "x" and config["lr"] == 0.5  # unmutated keys kept; a copy
         seen["lr"].add(round(new["lr"], 6))
         seen["bs"].add(new["bs"])
@@ -170,7 +227,7 @@ def test_explore_follows_ray_tunes_rules():
     assert seen["depth"] == {1, 2, 3}
     assert seen["units"] == {12, 8, 7}  # 10 * 1.2, 10 * 0.8, or the function's value
     # a value the list does not hold is resampled from it
-    assert _explore({"bs": 5}, {"bs": [16, 32]}, 0.0, (1.2,), rng)["bs"] in (16, 32)
+    assert explore({"bs": 5}, {"bs": [16, 32]}, 0.0, (1.2,), rng)["bs"] in (16, 32)
 
 
 def test_custom_explore_fn_gets_the_explored_config():
@@ -223,7 +280,7 @@ def test_a_restore_mid_run_decides_as_the_uninterrupted_run():
         ),
         ({"hyperparam_mutations": {"lr": 3}}, TypeError, r"hyperparam_mutations\['lr'\] must be"),
         ({"hyperparam_mutations": {"a": {"b": "x"}}}, TypeError, r"\['a'\]\['b'\] must be"),
-        ({"synch": True}, ValueError, "synch=True. is not supported yet"),
+        ({"synch": 1}, TypeError, "synch must be True or False"),
         ({"mode": "maximum"}, ValueError, "mode must be 'min' or 'max'"),
         ({"resample_probability": 2}, ValueError, "resample_probability must be between"),
     ],

@@ -1,6 +1,6 @@
 """A restored scheduled run decides as the uninterrupted one: ASHA, HyperBand, median stopping and
-PBT, after a Ctrl-C and after a `kill -9`, compared on what a user sees (each trial's status, last
-iteration, final config, score and history; PBT's exploits).
+PBT (asynchronous and synchronous), after a Ctrl-C and after a `kill -9`, compared on what a user
+sees (each trial's status, last iteration, final config, score and history; PBT's exploits).
 
 The experiments are tests/drivers/scheduled.py's: a deterministic trainable, one trial at a time,
 stopped at a seeded step (RTUNE_SCHED_SEED replays another). The uninterrupted runs and every
@@ -51,6 +51,9 @@ def uninterrupted(tmp_path_factory, ray_local):
     assert any(t[1] < 9 for t in runs["hyperband"][0]["trials"])
     assert any(t[1] < 9 for t in runs["median"][0]["trials"])
     assert runs["pbt"][0]["exploits"]
+    # synchronous: every exploit at a perturbation point, donor and recipient at the same step
+    assert runs["pbt_synch"][0]["exploits"]
+    assert all(i == j and i % 3 == 0 for _, _, i, j, *_ in runs["pbt_synch"][0]["exploits"])
     return runs
 
 

@@ -53,8 +53,14 @@ class Decisions:
         self._journal = journal
         self._events = events
         self._call_user = call_user
-        self._stops_asked: list[str] = []  # by the scheduler's tune_controller.stop_trial()
-        self._view = ControllerView(lifecycle.trials, setup.storage, self._stops_asked.append)
+        # by the scheduler's tune_controller.stop_trial() and .exploit_trial(), in call order
+        self._asked: list[tuple[str, Any]] = []
+        self._view = ControllerView(
+            lifecycle.trials,
+            setup.storage,
+            on_stop=lambda trial_id: self._asked.append((trial_id, None)),
+            on_exploit=lambda trial_id, exploit: self._asked.append((trial_id, exploit)),
+        )
         self._exploits = Exploits(setup.storage, lifecycle, journal)
         self._only_stops = setup.scheduler.needs.only_stops
         self._cut: set[str] = set()  # trials that ran past their stop: cut back when they end
@@ -126,8 +132,8 @@ class Decisions:
         decision = self._call_user(
             self._scheduler.on_trial_result, self._view, view_of(trial), seen
         )
-        if self._stops_asked:
-            self._stop_asked()
+        if self._asked:
+            self._carry_out_asked()
             if trial.stopping:  # it asked to stop this one
                 return
         stopper = self._stopper
@@ -148,13 +154,23 @@ class Decisions:
         if stop or decision == TrialScheduler.STOP or result.get("done"):
             trial.stopping, trial.decision = True, TrialScheduler.STOP
 
-    def _stop_asked(self) -> None:
-        """The trials the scheduler asked to end (Ray Tune's `tune_controller.stop_trial`): a
-        running one is stopped as at a STOP (an earlier pause or exploit is dropped); a paused
-        or pending one ends where it waits, and, as in Ray Tune, the scheduler hears of it
-        through `on_trial_remove` and the searcher through `on_trial_complete`."""
-        while self._stops_asked:
-            trial = self._lifecycle.trials.get(self._stops_asked.pop(0))
+    def _carry_out_asked(self) -> None:
+        """What the scheduler asked of the controller view, in order.
+
+        Trials to end (Ray Tune's `tune_controller.stop_trial`): a running one is stopped as at
+        a STOP (an earlier pause or exploit is dropped); a paused or pending one ends where it
+        waits, and, as in Ray Tune, the scheduler hears of it through `on_trial_remove` and the
+        searcher through `on_trial_complete`.
+
+        Exploits of waiting trials (`exploit_trial`): decided as a result's `Exploit` is (the
+        donor's committed checkpoint fixed and pinned) and taken at once, so the record the next
+        state write stores is the trial as it will resume."""
+        while self._asked:
+            trial_id, exploit = self._asked.pop(0)
+            trial = self._lifecycle.trials.get(trial_id)
+            if exploit is not None:
+                self._call_user(self._exploit_waiting, trial_id, trial, exploit)
+                continue
             if trial is None or trial.status not in T.UNFINISHED:
                 continue
             if trial.status == T.RUNNING:
@@ -166,6 +182,24 @@ class Decisions:
             self._lifecycle.removed(trial)
             self._call_user(self._searcher.on_trial_complete, trial.trial_id, trial.last_result)
             self._call_user(self._scheduler.on_trial_remove, self._view, view_of(trial))
+
+    def _exploit_waiting(self, trial_id: str, trial: Trial | None, exploit: Any) -> None:
+        if not isinstance(exploit, Exploit):
+            raise TypeError(f"exploit_trial({trial_id!r}, ...) takes an Exploit, got {exploit!r}")
+        if trial is None or trial.status not in (T.PAUSED, T.PENDING) or trial.stopping:
+            what = "no trial of this run" if trial is None else f"{trial.status}"
+            raise ValueError(
+                f"exploit_trial() takes a trial that waits (PAUSED or PENDING); {trial_id} is "
+                f"{what}: a running trial exploits through the decision on its result "
+                "(return the Exploit)"
+            )
+        record = self._exploits.decide(trial, exploit)
+        self._exploits.adopt(trial, record)
+        donor = self._lifecycle.trials[record["donor"]]
+        self._journal.event(
+            f"Trial {trial.trial_name} takes {donor.trial_name}'s "
+            f"{record['checkpoint']['path']}; it resumes from there."
+        )
 
     def _ran_past(self, trial: Trial, checkpoint: CheckpointNote | None) -> None:
         """A result (or checkpoint) from after the one a stop was decided on: the trial ran on
@@ -239,8 +273,8 @@ class Decisions:
         self._call_user(
             self._scheduler.on_trial_complete, self._view, view_of(trial), trial.last_result
         )
-        if self._stops_asked:
-            self._stop_asked()
+        if self._asked:
+            self._carry_out_asked()
 
     def failed(self, trial: Trial, error: str) -> None:
         """Its launch failed: retried while FailureConfig allows (and no drain runs), else it
@@ -258,8 +292,8 @@ class Decisions:
             return
         self._call_user(self._searcher.on_trial_complete, trial.trial_id, trial.last_result, True)
         self._call_user(self._scheduler.on_trial_error, self._view, view_of(trial))
-        if self._stops_asked:
-            self._stop_asked()
+        if self._asked:
+            self._carry_out_asked()
         fail_fast = self._setup.failure_config.fail_fast
         if fail_fast and not self._drain.active:
             self._drain.begin(f"fail_fast: trial {trial.trial_name} failed")

@@ -99,18 +99,22 @@ def view_of(trial: Trial, storage: Any = None) -> TrialView:
 
 class ControllerView:
     """Ray Tune's `tune_controller` argument: the run's trials, as views; and `stop_trial`,
-    which asks for a trial's end (where `on_stop` is given: the calls that decide on results,
-    completions and errors), carried out by the engine once the scheduler's call returns."""
+    which asks for a trial's end, and `exploit_trial` (rtune's), which has a waiting trial take
+    another's checkpoint (where `on_stop` / `on_exploit` are given: the calls that decide on
+    results, completions and errors), carried out by the engine once the scheduler's call
+    returns."""
 
     def __init__(
         self,
         trials: dict[str, Trial],
         storage: Any = None,
         on_stop: Callable[[str], None] | None = None,
+        on_exploit: Callable[[str, Any], None] | None = None,
     ):
         self._trials = trials
         self._storage = storage
         self._on_stop = on_stop
+        self._on_exploit = on_exploit
 
     def get_trials(self) -> list[TrialView]:
         return [view_of(trial, self._storage) for trial in self._trials.values()]
@@ -132,6 +136,18 @@ class ControllerView:
                 "on_trial_complete and on_trial_error only"
             )
         self._on_stop(trial.trial_id)
+
+    def exploit_trial(self, trial: TrialView, exploit: Any) -> None:
+        """Have `trial`, which waits (paused or pending), take `exploit`'s donor checkpoint and
+        config now, as a running trial does when its result is answered with the `Exploit`:
+        how synchronous PBT exploits the population it paused. Recorded when this call returns;
+        the trial resumes from there when it is chosen to run."""
+        if self._on_exploit is None:
+            raise RuntimeError(
+                "tune_controller.exploit_trial() can be called from on_trial_result, "
+                "on_trial_complete and on_trial_error only"
+            )
+        self._on_exploit(trial.trial_id, exploit)
 
     def get_trial(self, trial_id: str) -> TrialView | None:
         trial = self._trials.get(trial_id)

@@ -16,7 +16,12 @@ What differs from Ray Tune, on purpose:
 - The state is plain data keyed by trial id and the random draws come from a seeded
   `random.Random` kept in it: a restored run perturbs exactly as the uninterrupted run would.
 - A `Categorical` mutation (`tune.choice`) explores like a list (Ray Tune multiplies its value).
-- `synch=True` is refused for now: the engine cannot yet exploit a trial that waits paused.
+- `synch=True`: a trial reaching the perturbation point pauses until every live trial has; the
+  last to arrive ranks them all and has the bottom ones exploit at once, paused as they are
+  (`tune_controller.exploit_trial`), in the same decision, so a stop at any moment finds the
+  population either before or after the perturbation, never halfway (Ray Tune's restored
+  synchronous PBT leaves every trial PAUSED, ray-project/ray#48616). A trial ending before the
+  point no longer holds the others back: the perturbation happens when it ends.
 """
 
 from __future__ import annotations
@@ -28,6 +33,12 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+from rtune.schedulers.pbt_mutations import (
+    check_against_space,
+    check_mutations,
+    explore,
+    fill_config,
+)
 from rtune.schedulers.pbt_replay import PopulationBasedTrainingReplay
 from rtune.schedulers.trial_scheduler import (
     Decision,
@@ -38,7 +49,6 @@ from rtune.schedulers.trial_scheduler import (
     is_number,
     take_metric_and_mode,
 )
-from rtune.search.sample import Categorical, Domain, Function
 
 _SEED = 0  # the explore draws; seeded so a run and its restore draw the same
 _WAITING = ("PENDING", "PAUSED")
@@ -67,7 +77,7 @@ class PopulationBasedTraining(FIFOScheduler):
         synch: bool = False,
     ):
         hyperparam_mutations = hyperparam_mutations or {}
-        _check_mutations(hyperparam_mutations, "hyperparam_mutations")
+        check_mutations(hyperparam_mutations, "hyperparam_mutations")
         if not hyperparam_mutations and custom_explore_fn is None:
             raise ValueError(
                 "PopulationBasedTraining needs hyperparam_mutations or custom_explore_fn: "
@@ -96,11 +106,8 @@ class PopulationBasedTraining(FIFOScheduler):
         if not isinstance(time_attr, str) or not time_attr:
             raise ValueError(f"time_attr must be a result key (a non-empty str), got {time_attr!r}")
         check_mode("PopulationBasedTraining", mode)
-        if synch:
-            raise ValueError(
-                "PopulationBasedTraining(synch=True) is not supported yet: rtune cannot exploit "
-                "a trial while it waits paused; use synch=False (the default)"
-            )
+        if not isinstance(synch, bool):
+            raise TypeError(f"synch must be True or False, got {synch!r}")
         self._time_attr = time_attr
         self._metric = metric
         self._mode = mode
@@ -120,9 +127,11 @@ class PopulationBasedTraining(FIFOScheduler):
         self._num_checkpoints = 0
         self._num_perturbations = 0
         self._warned: list[str] = []
+        # synch: the time every live trial waits for before the population is perturbed
+        self._next_sync = max(perturbation_interval, burn_in_period)
 
     _STATE = ("_metric", "_mode", "_trial_state", "_rng", "_num_checkpoints",
-              "_num_perturbations", "_warned")  # fmt: skip
+              "_num_perturbations", "_warned", "_next_sync")  # fmt: skip
 
     @property
     def needs(self) -> SchedulerNeeds:
@@ -148,13 +157,13 @@ class PopulationBasedTraining(FIFOScheduler):
             )
         space = spec.get("config")
         if isinstance(space, dict):
-            _check_against_space(self._hyperparam_mutations, space, "")
+            check_against_space(self._hyperparam_mutations, space, "")
         return True
 
     def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
         """A mutated key missing from the trial's config is sampled from its mutation, as Ray
         Tune does (set_search_properties warned about it before the run started)."""
-        _fill_config(trial.config, self._hyperparam_mutations, self._rng)
+        fill_config(trial.config, self._hyperparam_mutations, self._rng)
         self._trial_state[trial.trial_id] = _new_state()
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> Decision:
@@ -166,9 +175,15 @@ class PopulationBasedTraining(FIFOScheduler):
             return self.CONTINUE
         if time - state["last_perturbation_time"] < self._perturbation_interval:
             return self.CONTINUE
+        if self._synch and time < self._next_sync:  # short of the point all trials wait at
+            return self.CONTINUE
         sign = 1.0 if self._mode == "max" else -1.0
         state["last_score"] = sign * result[self._metric]
         state["last_train_time"] = time
+        if self._synch:
+            if self._others_behind(tune_controller, trial.trial_id):
+                return self.PAUSE
+            return self._perturb_population(tune_controller, time, trial.trial_id)
         state["last_perturbation_time"] = time
         lower, upper = self._quantiles(tune_controller)
         others_wait = any(
@@ -179,21 +194,85 @@ class PopulationBasedTraining(FIFOScheduler):
         if trial.trial_id in upper:
             self._num_checkpoints += 1  # its newest checkpoint is what a lower trial takes
         if trial.trial_id in lower:
-            donor_id = self._rng.choice(upper)
-            donor = tune_controller.get_trial(donor_id)
-            if donor is None or donor.checkpoint is None:
-                return decision  # nothing committed to take yet (Ray Tune skips it too)
-            config = self._explore(donor.config)
-            donor_state = self._trial_state[donor_id]
-            state["last_perturbation_time"] = donor_state["last_perturbation_time"]
-            state["last_train_time"] = donor_state["last_train_time"]
-            self._num_perturbations += 1
-            return Exploit(donor=donor_id, config=config, log=self._log_config)
+            return self._exploit(tune_controller, trial.trial_id, upper) or decision
         return decision
 
+    def _exploit(self, tune_controller: Any, trial_id: str, upper: list[str]) -> Exploit | None:
+        """A random top trial's checkpoint and explored config for `trial_id`; None while that
+        trial has no committed checkpoint (nothing to take yet; Ray Tune skips it too)."""
+        donor_id = self._rng.choice(upper)
+        donor = tune_controller.get_trial(donor_id)
+        if donor is None or donor.checkpoint is None:
+            return None
+        config = self._explore(donor.config)
+        state, donor_state = self._trial_state[trial_id], self._trial_state[donor_id]
+        state["last_perturbation_time"] = donor_state["last_perturbation_time"]
+        state["last_train_time"] = donor_state["last_train_time"]
+        self._num_perturbations += 1
+        return Exploit(donor=donor_id, config=config, log=self._log_config)
+
+    def _others_behind(self, tune_controller: Any, trial_id: str | None) -> bool:
+        """synch: whether a live trial other than `trial_id` has not reached the sync point."""
+        return any(
+            other.trial_id != trial_id
+            and self._state_of(other.trial_id)["last_train_time"] < self._next_sync
+            for other in tune_controller.get_live_trials()
+        )
+
+    def _perturb_population(self, tune_controller: Any, time: float, arrived: str | None) -> Any:
+        """synch: every live trial is at the sync point. The top ones first, the bottom ones
+        last (each exploits a top one: paused, through exploit_trial; `arrived`, the trial whose
+        result this answers, through the decision returned, which otherwise pauses it so the
+        population resumes in `choose_trial_to_run`'s order)."""
+        lower, upper = self._quantiles(tune_controller)
+        live = [t.trial_id for t in tune_controller.get_live_trials()]
+        middle = [t for t in live if t not in lower and t not in upper]
+        decision: Any = self.PAUSE
+        for trial_id in upper + middle + lower:
+            self._state_of(trial_id)["last_perturbation_time"] = time
+            if trial_id in upper:
+                self._num_checkpoints += 1
+            if trial_id not in lower:
+                continue
+            exploit = self._exploit(tune_controller, trial_id, upper)
+            if exploit is None:
+                continue
+            if trial_id == arrived:
+                decision = exploit
+            else:
+                tune_controller.exploit_trial(tune_controller.get_trial(trial_id), exploit)
+        times = [self._state_of(t)["last_train_time"] for t in live]
+        self._next_sync = max([self._next_sync + self._perturbation_interval, *times])
+        return decision
+
+    def _perturb_if_all_wait(self, tune_controller: Any) -> None:
+        """synch: a trial ended; if every live trial waits at the sync point, none is left to
+        arrive there, so the population is perturbed now."""
+        live = tune_controller.get_live_trials()
+        if not self._synch or not live or self._others_behind(tune_controller, None):
+            return
+        time = max(self._state_of(t.trial_id)["last_train_time"] for t in live)
+        self._perturb_population(tune_controller, time, None)
+
+    def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:
+        self._perturb_if_all_wait(tune_controller)
+
+    def on_trial_error(self, tune_controller: Any, trial: Any) -> None:
+        self._perturb_if_all_wait(tune_controller)
+
+    def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
+        self._perturb_if_all_wait(tune_controller)
+
     def choose_trial_to_run(self, tune_controller: Any) -> Any:
-        """The waiting trial furthest behind (least `time_attr` at its last perturbation)."""
+        """The waiting trial furthest behind (least `time_attr` at its last perturbation);
+        synch: only one that has not reached the sync point yet."""
         waiting = [t for t in tune_controller.get_trials() if t.status in _WAITING]
+        if self._synch:
+            waiting = [
+                t
+                for t in waiting
+                if self._state_of(t.trial_id)["last_train_time"] < self._next_sync
+            ]
         if not waiting:
             return None
         return min(waiting, key=lambda t: self._state_of(t.trial_id)["last_train_time"])
@@ -237,7 +316,7 @@ class PopulationBasedTraining(FIFOScheduler):
         return ranked[:count], ranked[-count:]
 
     def _explore(self, config: dict) -> dict:
-        explored = _explore(
+        explored = explore(
             config,
             self._hyperparam_mutations,
             self._resample_probability,
@@ -285,96 +364,3 @@ def _new_state() -> dict:
         "last_perturbation_time": 0,
         "last_train_time": 0,
     }
-
-
-def _check_mutations(mutations: Any, where: str) -> None:
-    if not isinstance(mutations, dict):
-        raise TypeError(f"{where} must be a dict of key -> mutation, got {mutations!r}")
-    for key, value in mutations.items():
-        name = f"{where}[{key!r}]"
-        if isinstance(value, dict):
-            _check_mutations(value, name)
-        elif isinstance(value, Function):
-            raise ValueError(
-                f"{name}: tune.sample_from is not supported as a mutation; use tune.uniform, "
-                "tune.choice, ..., a list of values or a function of no arguments"
-            )
-        elif isinstance(value, (list, tuple)):
-            if not value:
-                raise ValueError(f"{name}: an empty list has nothing to explore")
-        elif not isinstance(value, Domain) and not callable(value):
-            raise TypeError(
-                f"{name} must be a list, a tune search space (tune.uniform, ...), a function "
-                f"of no arguments or a dict of them, got {type(value).__name__} {value!r}"
-            )
-        elif isinstance(value, Domain) and not hasattr(value, "sample"):
-            raise TypeError(f"{name}: {value!r} cannot be sampled")
-
-
-def _check_against_space(mutations: dict, space: dict, prefix: str) -> None:
-    """A mutated key the space lacks is sampled from its mutation (Ray Tune's documented
-    behaviour), which is also what a misspelt key does: say so, naming it, before the run."""
-    for key, value in mutations.items():
-        name = f"{prefix}{key}"
-        if key not in space:
-            if space or prefix:
-                warnings.warn(
-                    f"PopulationBasedTraining: hyperparam_mutations key {name!r} is not in "
-                    "param_space: each trial's first value is sampled from its mutation",
-                    stacklevel=3,
-                )
-            continue
-        if isinstance(value, dict):
-            if not isinstance(space[key], dict):
-                raise ValueError(
-                    f"PopulationBasedTraining: hyperparam_mutations[{name!r}] is a dict of "
-                    f"mutations, but param_space[{name!r}] is not a dict ({space[key]!r})"
-                )
-            _check_against_space(value, space[key], f"{name}/")
-
-
-def _sample(mutation: Any, rng: random.Random) -> Any:
-    if isinstance(mutation, (list, tuple)):
-        return copy.deepcopy(rng.choice(mutation))
-    if isinstance(mutation, Domain):
-        return mutation.sample(rng)
-    return mutation()
-
-
-def _fill_config(config: dict, mutations: dict, rng: random.Random) -> None:
-    for key, mutation in mutations.items():
-        if isinstance(mutation, dict):
-            _fill_config(config.setdefault(key, {}), mutation, rng)
-        elif key not in config:
-            config[key] = _sample(mutation, rng)
-
-
-def _explore(
-    config: dict,
-    mutations: dict,
-    resample_probability: float,
-    factors: tuple[float, ...],
-    rng: random.Random,
-) -> dict:
-    """Ray Tune's explore step on a copy of `config` (see the module docstring)."""
-    new = copy.deepcopy(config)
-    for key, mutation in mutations.items():
-        if isinstance(mutation, dict):
-            new[key] = _explore(config.get(key, {}), mutation, resample_probability, factors, rng)
-            continue
-        values = mutation.categories if isinstance(mutation, Categorical) else mutation
-        if isinstance(values, (list, tuple)):
-            values = list(values)
-            if rng.random() < resample_probability or config.get(key) not in values:
-                new[key] = copy.deepcopy(rng.choice(values))
-            else:
-                index = values.index(config[key]) + rng.choice([-1, 1])
-                new[key] = copy.deepcopy(values[min(max(index, 0), len(values) - 1)])
-            continue
-        if rng.random() < resample_probability:
-            new[key] = _sample(mutation, rng)
-        else:
-            new[key] = config[key] * rng.choice(factors)
-        if isinstance(config.get(key), int) and not isinstance(config[key], bool):
-            new[key] = int(new[key])  # a batch size stays an int
-    return new

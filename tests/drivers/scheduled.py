@@ -4,11 +4,11 @@
         [--trials K] [--steps N] [--concurrency C] [--sleep S] [--num-to-keep M]
 
 It starts its own Ray (so a `kill -9` takes down nothing but these experiments) and runs one
-experiment per scheduler named (asha, hyperband, median, pbt), named after it. Several run at once,
-each fit() in a thread of its own (a `kill -9` then catches each at its own point); one runs in
-the main thread, where the stop signals reach it. The trainable is deterministic, so a restored
-run can be compared with an uninterrupted one (`outcome`), and leaves evidence the test reads
-without Ray:
+experiment per scheduler named (asha, hyperband, median, pbt, pbt_synch), named after it.
+Several run at once, each fit() in a thread of its own (a `kill -9` then catches each at its
+own point); one runs in the main thread, where the stop signals reach it. The trainable is
+deterministic, so a restored run can be compared with an uninterrupted one (`outcome`), and
+leaves evidence the test reads without Ray:
 
 - `<progress_dir>/<scheduler>.log` gets a fixed-width line each time a step *starts*; the step
   that writes line `hold_at` waits there (for `<progress_dir>/<scheduler>.go`, or until rtune asks
@@ -41,7 +41,7 @@ from rtune.schedulers import (
     PopulationBasedTraining,
 )
 
-SCHEDULERS = ("asha", "hyperband", "median", "pbt")
+SCHEDULERS = ("asha", "hyperband", "median", "pbt", "pbt_synch")
 XS = [3.0, 7.0, 1.0, 9.0, 5.0, 2.0, 8.0, 4.0]
 LINE = "{:05d}\n"  # one fixed-width line per started step: its end offset numbers it
 HOLD_LIMIT_S = 120.0  # a held step gives up eventually, so a broken test cannot hang
@@ -104,11 +104,12 @@ def scheduler_for(name: str):
         return MedianStoppingRule(
             time_attr="training_iteration", grace_period=2, min_samples_required=2
         )
-    if name == "pbt":
+    if name in ("pbt", "pbt_synch"):
         return PopulationBasedTraining(
             time_attr="training_iteration",
             perturbation_interval=3,
             hyperparam_mutations={"lr": [0.5, 1.0, 2.0, 4.0]},
+            synch=name == "pbt_synch",
         )
     raise ValueError(f"no scheduler {name!r}: one of {SCHEDULERS}")
 
@@ -197,7 +198,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    ray.init(address="local", num_cpus=4, include_dashboard=False)
+    # logical CPUs for every experiment to run its trial at once (each holds one while frozen)
+    ray.init(address="local", num_cpus=8, include_dashboard=False)
     # private, but nothing public names the session directory this driver's Ray runs in
     session_dir = ray._private.worker._global_node.get_session_dir_path()
     with open(os.path.join(args.progress_dir, "ray_session"), "w") as out:
