@@ -3,56 +3,19 @@ uninterrupted run, a real run that stops the weak trials early, and Ray Tune's o
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import re
-import subprocess
-import sys
-
 import cloudpickle
 import pytest
+from scheduler_helpers import add_all, feed, run_of, run_ray_example
 
 import rtune as tune
-from rtune._durable.trial import Trial
-from rtune._execution.resources import ResourceRequest
-from rtune._execution.views import ControllerView, view_of
 from rtune.schedulers import ASHAScheduler, AsyncHyperBandScheduler, FIFOScheduler, SchedulerNeeds
 
 C, S = "CONTINUE", "STOP"
 
 
-def _run_of(*ids: str) -> tuple[ControllerView, dict]:
-    records = {
-        tid: Trial(
-            trial_id=tid,
-            index=i,
-            trial_name=f"f_{tid}",
-            relpath=f"{tid}dir",
-            config={},
-            experiment_tag=str(i),
-            resources=ResourceRequest(((("CPU", 1.0),),)),
-        )
-        for i, tid in enumerate(ids)
-    }
-    return ControllerView(records), {tid: view_of(rec) for tid, rec in records.items()}
-
-
 def _asha(**kw) -> AsyncHyperBandScheduler:
     args = dict(metric="score", mode="max", max_t=8, grace_period=1, reduction_factor=2)
     return ASHAScheduler(**{**args, **kw})
-
-
-def _feed(scheduler, run, views, steps):
-    """(trial id, iteration, score) results in order -> the decisions."""
-    return [
-        scheduler.on_trial_result(run, views[tid], {"training_iteration": it, "score": score})
-        for tid, it, score in steps
-    ]
-
-
-def _add_all(scheduler, run, views):
-    for view in views.values():
-        scheduler.on_trial_add(run, view)
 
 
 def test_rungs_are_counted_as_ray_tunes_and_it_keeps_fifo_order():
@@ -83,9 +46,9 @@ EXPECTED = [C, C, S, C, S, C, C, C, C, S]
 
 def test_decisions_for_max_mode_follow_each_rungs_cutoff():
     scheduler = _asha()
-    run, views = _run_of("a", "b", "c")
-    _add_all(scheduler, run, views)
-    assert _feed(scheduler, run, views, STEPS) == EXPECTED
+    run, views = run_of("a", "b", "c")
+    add_all(scheduler, run, views)
+    assert feed(scheduler, run, views, STEPS) == EXPECTED
     rungs = scheduler._rungs[0]
     # each trial recorded once per rung reached, with the value it had on reaching it
     assert rungs[1] == {"a": 10.0, "b": 5.0, "c": 12.0}
@@ -97,53 +60,53 @@ def test_decisions_for_max_mode_follow_each_rungs_cutoff():
 
 def test_min_mode_is_the_mirror_image():
     scheduler = _asha(mode="min")
-    run, views = _run_of("a", "b", "c")
-    _add_all(scheduler, run, views)
+    run, views = run_of("a", "b", "c")
+    add_all(scheduler, run, views)
     mirrored = [(tid, it, -score) for tid, it, score in STEPS]
-    assert _feed(scheduler, run, views, mirrored) == EXPECTED
+    assert feed(scheduler, run, views, mirrored) == EXPECTED
 
 
 def test_the_cutoff_is_the_quantile_of_the_values_recorded_before():
     # rf=4: the 75th percentile of [1, 2, 3, 4] is 3.25 -> 3.2 stops, 3.3 goes on
     scheduler = _asha(reduction_factor=4, max_t=100)
-    run, views = _run_of("p", "q", "r", "s", "lo", "hi")
-    _add_all(scheduler, run, views)
+    run, views = run_of("p", "q", "r", "s", "lo", "hi")
+    add_all(scheduler, run, views)
     firsts = [(tid, 1, v) for tid, v in zip("pqrs", (1.0, 2.0, 3.0, 4.0))]
-    assert _feed(scheduler, run, views, firsts) == [C, C, C, C]  # each at or above the cutoff
-    assert _feed(scheduler, run, views, [("lo", 1, 3.2)]) == [S]
+    assert feed(scheduler, run, views, firsts) == [C, C, C, C]  # each at or above the cutoff
+    assert feed(scheduler, run, views, [("lo", 1, 3.2)]) == [S]
     scheduler._rungs[0][1].pop("lo")
-    assert _feed(scheduler, run, views, [("hi", 1, 3.3)]) == [C]
+    assert feed(scheduler, run, views, [("hi", 1, 3.3)]) == [C]
 
 
 def test_a_rung_already_recorded_is_not_decided_again():
     scheduler = _asha()
-    run, views = _run_of("a", "b")
-    _add_all(scheduler, run, views)
+    run, views = run_of("a", "b")
+    add_all(scheduler, run, views)
     # b is worse than a at every later result, but past rung 1 it reaches no new rung until 2
     steps = [("a", 1, 10.0), ("b", 1, 10.0), ("b", 1, 1.0), ("a", 2, 10.0), ("b", 2, 9.0)]
-    assert _feed(scheduler, run, views, steps) == [C, C, C, C, S]
+    assert feed(scheduler, run, views, steps) == [C, C, C, C, S]
     assert scheduler._rungs[0][1] == {"a": 10.0, "b": 10.0}
 
 
 def test_a_restore_mid_run_decides_as_the_uninterrupted_run():
-    run, views = _run_of("a", "b", "c")
+    run, views = run_of("a", "b", "c")
     whole = _asha(brackets=3)
-    _add_all(whole, run, views)
-    expected = _feed(whole, run, views, STEPS)
+    add_all(whole, run, views)
+    expected = feed(whole, run, views, STEPS)
 
     first = _asha(brackets=3)
-    _add_all(first, run, views)
-    decided = _feed(first, run, views, STEPS[:4])
+    add_all(first, run, views)
+    decided = feed(first, run, views, STEPS[:4])
     stored = cloudpickle.loads(cloudpickle.dumps(first.get_state()))  # as the experiment keeps it
-    _feed(first, run, views, STEPS[4:])  # the stored state does not move with later decisions
+    feed(first, run, views, STEPS[4:])  # the stored state does not move with later decisions
     restored = _asha(brackets=3)
     restored.set_state(stored)
-    decided += _feed(restored, run, views, STEPS[4:])
+    decided += feed(restored, run, views, STEPS[4:])
     assert decided == expected
     mine, theirs = restored.get_state(), whole.get_state()
     assert mine.pop("_rng").getstate() == theirs.pop("_rng").getstate() and mine == theirs
     # brackets are drawn from the stored generator: the next trial lands where it would have
-    later_run, later = _run_of("d")
+    later_run, later = run_of("d")
     restored.on_trial_add(later_run, later["d"])
     whole.on_trial_add(later_run, later["d"])
     assert restored._bracket_of == whole._bracket_of
@@ -178,7 +141,7 @@ def test_metric_and_mode_come_from_the_tune_config_unless_they_conflict():
 
 
 def test_a_result_without_the_metric_or_time_attr_goes_on_and_is_reported_once():
-    run, views = _run_of("a")
+    run, views = run_of("a")
     scheduler = _asha(time_attr="epoch")
     scheduler.on_trial_add(run, views["a"])
     with pytest.warns(UserWarning, match="without 'epoch'"):
@@ -213,7 +176,7 @@ def test_a_real_run_stops_the_weak_trials_early_as_the_policy_predicts(storage):
     # the pure policy on the same results, one trial after another (max_concurrent_trials=1)
     policy = ASHAScheduler(metric="score", mode="max", max_t=8, grace_period=1, reduction_factor=2)
     ids = [f"x{x}" for x in xs]
-    run, views = _run_of(*ids)
+    run, views = run_of(*ids)
     predicted = {}
     for x, tid in zip(xs, ids):
         policy.on_trial_add(run, views[tid])
@@ -230,45 +193,9 @@ def test_a_real_run_stops_the_weak_trials_early_as_the_policy_predicts(storage):
     assert results.get_best_result().config["x"] == 8
 
 
-def _ray_example(name: str) -> str:
-    """A file of Ray Tune's examples in the installed ray wheel, found without importing
-    ray.tune (which this environment may not be able to import)."""
-    ray_dir = os.path.dirname(importlib.util.find_spec("ray").origin)
-    path = os.path.join(ray_dir, "tune", "examples", name)
-    if not os.path.exists(path):
-        pytest.skip(f"the installed ray has no {name}")
-    return path
-
-
 @pytest.mark.slow
 def test_ray_tunes_async_hyperband_example_runs_with_rtune(tmp_path):
-    with open(_ray_example("async_hyperband_example.py")) as src:
-        code = src.read()
-    code = code.replace("from ray import tune", "import rtune as tune")
-    code = re.sub(r"\bfrom ray\.tune\.schedulers import", "from rtune.schedulers import", code)
-    code = re.sub(r"\bfrom ray\.tune(\.[\w.]+)? import", r"from rtune\1 import", code)
-    assert "ray.tune" not in code and "from ray import" not in code
-    script = tmp_path / "async_hyperband_example.py"
-    script.write_text(code)
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {
-        **os.environ,
-        "RTUNE_STORAGE_PATH": str(tmp_path / "results"),
-        # this checkout's rtune, as the in-process tests import it
-        "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")])),
-    }
-    env.pop("RAY_ADDRESS", None)
-    proc = subprocess.run(
-        [sys.executable, str(script), "--smoke-test"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-        cwd=tmp_path,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "Best hyperparameters found" in proc.stdout
-    assert os.listdir(tmp_path / "results")  # the results went where RTUNE_STORAGE_PATH says
+    run_ray_example("async_hyperband_example.py", tmp_path)
 
 
 def test_a_metric_set_on_the_scheduler_and_another_in_the_tune_config_is_refused():

@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import subprocess
-import sys
 import tempfile
 
 import cloudpickle
@@ -20,49 +17,17 @@ from iteration_checkpoints import (
     report_iteration,
     resume_iteration,
 )
+from scheduler_helpers import feed, run_of, run_ray_example
 
 import rtune as tune
 from rtune._durable import trial as T
-from rtune._durable.trial import Trial
-from rtune._execution.resources import ResourceRequest
-from rtune._execution.views import ControllerView, view_of
 from rtune.schedulers import FIFOScheduler, HyperBandScheduler, SchedulerNeeds
-from tests.test_asha import _ray_example
 
 C, S, P = "CONTINUE", "STOP", "PAUSE"
 
 
-def _run_of(*ids: str) -> tuple[ControllerView, dict]:
-    """The run and its views; `run.stopped` collects the trials the scheduler asked to end
-    through `tune_controller.stop_trial` (the engine carries that out when the call returns)."""
-    records = {
-        tid: Trial(
-            trial_id=tid,
-            index=i,
-            trial_name=f"f_{tid}",
-            relpath=f"{tid}dir",
-            config={},
-            experiment_tag=str(i),
-            resources=ResourceRequest(((("CPU", 1.0),),)),
-        )
-        for i, tid in enumerate(ids)
-    }
-    stopped: list[str] = []
-    run = ControllerView(records, None, stopped.append)
-    run.stopped = stopped
-    return run, {tid: view_of(rec) for tid, rec in records.items()}
-
-
 def _hyperband(**kw) -> HyperBandScheduler:
     return HyperBandScheduler(**{**dict(metric="score", mode="max", max_t=9), **kw})
-
-
-def _feed(scheduler, run, views, steps):
-    """(trial id, iteration, score) results in order -> the decisions."""
-    return [
-        scheduler.on_trial_result(run, views[tid], {"training_iteration": it, "score": score})
-        for tid, it, score in steps
-    ]
 
 
 def _layout(scheduler) -> list[list[tuple[int, int] | None]]:
@@ -80,7 +45,7 @@ def test_brackets_are_laid_out_as_ray_tunes_for_max_t_81_and_eta_3():
     assert isinstance(scheduler, FIFOScheduler)
     assert scheduler.needs == SchedulerNeeds(decides_each_result=True, runs_in_order=False)
     ids = [f"t{i}" for i in range(5 + 8 + 15 + 34 + 81 + 1)]
-    run, views = _run_of(*ids)
+    run, views = run_of(*ids)
     _add(scheduler, run, views, ids)
     # Ray Tune's n0 = ceil(5 / (s+1) * 3**s) and r0 = 81 / 3**s, filled smallest first; the
     # 144th trial opens a second band
@@ -95,7 +60,7 @@ def test_a_bracket_too_small_to_run_is_skipped_as_in_ray_tune():
     # max_t=200: r0 = 200, 66, 22, 7, 2, then int(200 / 243) == 0: no sixth bracket
     scheduler = _hyperband(max_t=200)
     ids = [f"t{i}" for i in range(6 + 9 + 18 + 41 + 98 + 1)]
-    run, views = _run_of(*ids)
+    run, views = run_of(*ids)
     _add(scheduler, run, views, ids)
     assert _layout(scheduler) == [
         [(6, 200), (9, 66), (18, 22), (41, 7), (98, 2), None],
@@ -116,14 +81,14 @@ def _to_milestone(tid, upto, sign=1.0):
 @pytest.mark.parametrize("sign, mode", [(1.0, "max"), (-1.0, "min")])
 def test_a_bracket_pauses_its_trials_until_all_arrive_then_keeps_the_best_third(sign, mode):
     scheduler = _hyperband(mode=mode)
-    run, views = _run_of(*IDS)
+    run, views = run_of(*IDS)
     _add(scheduler, run, views, IDS)
     assert _layout(scheduler) == [[(3, 9), (5, 3)]]
     for tid in "dhgf":  # each reaches 3 and waits for the rest of its bracket
-        assert _feed(scheduler, run, views, _to_milestone(tid, 3, sign)) == [C, C, P]
+        assert feed(scheduler, run, views, _to_milestone(tid, 3, sign)) == [C, C, P]
         views[tid].record.status = T.PAUSED
     # e arrives last: the best two (e, h) go on, e at once, h un-paused; d, g, f must stop
-    assert _feed(scheduler, run, views, _to_milestone("e", 3, sign)) == [C, C, C]
+    assert feed(scheduler, run, views, _to_milestone("e", 3, sign)) == [C, C, C]
     bracket = scheduler._bands[0][1]
     assert list(bracket.live) == ["e", "h"] and bracket.milestone == 9 and bracket.n == 2
     assert bracket.to_unpause == {"h"}
@@ -132,16 +97,16 @@ def test_a_bracket_pauses_its_trials_until_all_arrive_then_keeps_the_best_third(
     assert "num_stopped=3" in scheduler.debug_string()
     # the last milestone stops each trial when it reaches it, without waiting
     steps = [("e", it, sign * 8.0 * it) for it in range(4, 10)]
-    assert _feed(scheduler, run, views, steps) == [C] * 5 + [S]
+    assert feed(scheduler, run, views, steps) == [C] * 5 + [S]
 
 
 def test_a_trial_ending_early_lets_its_paused_bracket_mates_be_halved():
     scheduler = _hyperband()
-    run, views = _run_of(*IDS)
+    run, views = run_of(*IDS)
     _add(scheduler, run, views, IDS)
     for tid in "defg":
-        assert _feed(scheduler, run, views, _to_milestone(tid, 3))[-1] == P
-    _feed(scheduler, run, views, [("h", 1, 7.0)])
+        assert feed(scheduler, run, views, _to_milestone(tid, 3))[-1] == P
+    feed(scheduler, run, views, [("h", 1, 7.0)])
     scheduler.on_trial_error(run, views["h"])  # h will never reach 3: the other four are halved
     assert scheduler._bands[0][1].to_unpause == {"e", "f"}
     assert run.stopped == ["d", "g"]
@@ -149,15 +114,15 @@ def test_a_trial_ending_early_lets_its_paused_bracket_mates_be_halved():
 
 def test_choose_trial_to_run_takes_the_runnable_trials_of_the_least_done_bracket():
     scheduler = _hyperband()
-    run, views = _run_of(*IDS)
+    run, views = run_of(*IDS)
     _add(scheduler, run, views, IDS)
     records = {tid: views[tid].record for tid in IDS}
     assert scheduler.choose_trial_to_run(run) is views["a"]  # both brackets 0% done: in order
-    _feed(scheduler, run, views, [("a", 1, 1.0)])  # bracket 0 is now 1/27 done, bracket 1 0/27
+    feed(scheduler, run, views, [("a", 1, 1.0)])  # bracket 0 is now 1/27 done, bracket 1 0/27
     records["a"].status = T.RUNNING
     assert scheduler.choose_trial_to_run(run) is views["d"]
     for tid in "dfgh":
-        _feed(scheduler, run, views, _to_milestone(tid, 3))
+        feed(scheduler, run, views, _to_milestone(tid, 3))
         records[tid].status = T.PAUSED
     records["b"].status = records["c"].status = T.TERMINATED
     # bracket 0 is the less complete now but has nothing to start (a runs); d, f, g, h wait at
@@ -165,17 +130,17 @@ def test_choose_trial_to_run_takes_the_runnable_trials_of_the_least_done_bracket
     assert scheduler.choose_trial_to_run(run) is views["e"]
     records["e"].status = T.RUNNING
     assert scheduler.choose_trial_to_run(run) is None  # d, f, g, h wait for e
-    _feed(scheduler, run, views, _to_milestone("e", 3))
+    feed(scheduler, run, views, _to_milestone("e", 3))
     assert run.stopped == ["d", "g", "f"]  # the losers end where they wait
     for tid in run.stopped:
         records[tid].status = T.TERMINATED
     assert scheduler.choose_trial_to_run(run) is views["h"]  # the paused winner, un-paused
     # a restored paused trial is PENDING, but it waits at its milestone like a paused one
     scheduler2 = _hyperband()
-    run2, views2 = _run_of(*[f"r{i}" for i in range(8)])
+    run2, views2 = run_of(*[f"r{i}" for i in range(8)])
     _add(scheduler2, run2, views2, views2)
     for tid in ("r3", "r4"):
-        _feed(scheduler2, run2, views2, [(tid, 3, 1.0)])
+        feed(scheduler2, run2, views2, [(tid, 3, 1.0)])
         views2[tid].record.status = T.TERMINATED if tid == "r4" else T.PENDING
     assert scheduler2.choose_trial_to_run(run2) is views2["r0"]
     for tid in ("r0", "r1", "r2"):
@@ -186,7 +151,7 @@ def test_choose_trial_to_run_takes_the_runnable_trials_of_the_least_done_bracket
 def _simulate(scheduler, ids, score, last_iteration=20):
     """The engine's loop, one trial at a time (max_concurrent_trials=1), for a function trainable
     that checkpoints every iteration: -> each trial's final training_iteration."""
-    run, views = _run_of(*ids)
+    run, views = run_of(*ids)
     records = {tid: views[tid].record for tid in ids}
     _add(scheduler, run, views, ids)
     reached = dict.fromkeys(ids, 0)
@@ -233,26 +198,26 @@ def test_the_whole_run_ends_every_trial_where_the_policy_says():
 def test_a_restore_mid_bracket_decides_as_the_uninterrupted_run():
     steps = [s for tid in "dhgf" for s in _to_milestone(tid, 3)]
     later = _to_milestone("e", 3) + [("h", 4, 28.0), ("h", 5, 35.0)]
-    run, views = _run_of(*IDS)
+    run, views = run_of(*IDS)
     whole = _hyperband()
     _add(whole, run, views, IDS)
-    expected = _feed(whole, run, views, steps + later)
+    expected = feed(whole, run, views, steps + later)
     expected_stops, run.stopped[:] = list(run.stopped), []
 
     first = _hyperband()
     _add(first, run, views, IDS)
-    decided = _feed(first, run, views, steps)
+    decided = feed(first, run, views, steps)
     stored = cloudpickle.loads(cloudpickle.dumps(first.get_state()))  # as the experiment keeps it
-    _feed(first, run, views, later)  # the stored state does not move with later decisions
+    feed(first, run, views, later)  # the stored state does not move with later decisions
     run.stopped.clear()
     restored = _hyperband()
     restored.set_state(stored)
-    decided += _feed(restored, run, views, later)
+    decided += feed(restored, run, views, later)
     assert decided == expected and decided[-3:] == [C, C, C]
     assert run.stopped == expected_stops == ["d", "g", "f"]
     assert cloudpickle.dumps(restored.get_state()) == cloudpickle.dumps(whole.get_state())
     # new trials land where they would have
-    more_run, more = _run_of("x", "y")
+    more_run, more = run_of("x", "y")
     _add(restored, more_run, more, more)
     _add(whole, more_run, more, more)
     assert restored._bracket_of == whole._bracket_of
@@ -283,7 +248,7 @@ def test_metric_and_mode_come_from_the_tune_config_unless_they_conflict():
     assert scheduler.set_search_properties("loss", "min") is True  # a restored Tuner's again
     assert scheduler.set_search_properties("acc", None) is False
     assert scheduler.set_search_properties(None, "max") is False
-    run, views = _run_of("a")
+    run, views = run_of("a")
     with pytest.raises(ValueError, match="needs a metric and a mode"):
         HyperBandScheduler(mode="max").on_trial_add(run, views["a"])
     with pytest.raises(ValueError, match="differs from TuneConfig"):
@@ -296,7 +261,7 @@ def test_metric_and_mode_come_from_the_tune_config_unless_they_conflict():
 
 
 def test_a_result_without_the_metric_or_time_attr_goes_on_and_is_reported_once():
-    run, views = _run_of("a")
+    run, views = run_of("a")
     scheduler = _hyperband(time_attr="epoch", max_t=1)
     scheduler.on_trial_add(run, views["a"])
     with pytest.warns(UserWarning, match="without 'epoch'"):
@@ -400,32 +365,6 @@ def test_a_run_stopped_mid_bracket_and_restored_ends_each_trial_as_the_uninterru
 
 @pytest.mark.slow
 def test_ray_tunes_hyperband_function_example_runs_with_rtune(tmp_path):
-    with open(_ray_example("hyperband_function_example.py")) as src:
-        code = src.read()
-    code = code.replace("from ray import tune", "import rtune as tune")
-    code = re.sub(r"\bfrom ray\.tune\.schedulers import", "from rtune.schedulers import", code)
-    code = re.sub(r"\bfrom ray\.tune(\.[\w.]+)? import", r"from rtune\1 import", code)
-    assert "ray.tune" not in code and "from ray import" not in code
-    script = tmp_path / "hyperband_function_example.py"
-    script.write_text(code)
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {
-        **os.environ,
-        "RTUNE_STORAGE_PATH": str(tmp_path / "results"),
-        "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")])),
-    }
-    # the example calls ray.init(num_cpus=4): a Ray of its own, not one running on this machine
-    env["RAY_ADDRESS"] = "local"
-    proc = subprocess.run(
-        [sys.executable, str(script), "--smoke-test"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-        cwd=tmp_path,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "Best hyperparameters found" in proc.stdout
+    proc = run_ray_example("hyperband_function_example.py", tmp_path)
     # the stop at 10 iterations comes before any milestone (200, 66, 22): nobody is left paused
     assert "rtune: 20 trials, 20 terminated, 0 errored." in proc.stdout
-    assert os.listdir(tmp_path / "results")

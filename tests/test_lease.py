@@ -17,7 +17,8 @@ import time
 import pytest
 import ray
 import test_signals
-from test_signals import EXIT_TIMEOUT_S, RUN_TIMEOUT_S, assert_completed, reap, wait_until
+from driver_runs import EXIT_TIMEOUT_S, RUN_TIMEOUT_S, reap, wait_until
+from test_signals import assert_completed
 
 import rtune as tune
 from rtune._durable.lease import LEASE_FILE, ExperimentLeased

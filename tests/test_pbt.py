@@ -8,21 +8,16 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
-import subprocess
-import sys
 import tempfile
 import warnings
 
 import cloudpickle
 import pytest
 from iteration_checkpoints import ctrl_c_when, hold_until_stopped
-from test_asha import _add_all, _feed, _ray_example
+from scheduler_helpers import add_all, feed, run_of, run_ray_example
 
 import rtune as tune
-from rtune._durable.trial import Trial
-from rtune._execution.resources import ResourceRequest
-from rtune._execution.views import ControllerView, view_of
+from rtune._execution.views import ControllerView
 from rtune.schedulers import (
     Exploit,
     PopulationBasedTraining,
@@ -34,24 +29,14 @@ C, P, S = "CONTINUE", "PAUSE", "STOP"
 
 
 def _run_of(*ids: str, status: str = "RUNNING", on_exploit=None) -> tuple[ControllerView, dict]:
-    records = {
-        tid: Trial(
-            trial_id=tid,
-            index=i,
-            trial_name=f"f_{tid}",
-            relpath=f"{tid}dir",
-            config={"lr": 1.0, "bs": 32},
-            experiment_tag=str(i),
-            resources=ResourceRequest(((("CPU", 1.0),),)),
-            status=status,
-        )
-        for i, tid in enumerate(ids)
-    }
-    for record in records.values():  # each has a committed checkpoint a recipient may take
-        record.latest_checkpoint = {"path": f"{record.relpath}/checkpoint_000000"}
-    return ControllerView(records, storage=_FakeStorage(), on_exploit=on_exploit), {
-        tid: view_of(rec, _FakeStorage()) for tid, rec in records.items()
-    }
+    return run_of(
+        *ids,
+        config={"lr": 1.0, "bs": 32},
+        status=status,
+        storage=_FakeStorage(),
+        on_exploit=on_exploit,
+        checkpoints=True,
+    )
 
 
 class _FakeStorage:
@@ -84,11 +69,11 @@ NEXT = ("d", 4, 1.0)  # d at its next perturbation point, still the bottom one
 def test_the_bottom_trial_exploits_the_top_one_at_its_perturbation_point():
     scheduler = _pbt()
     run, views = _run_of("a", "b", "c", "d")
-    _add_all(scheduler, run, views)
-    assert _feed(scheduler, run, views, [("a", 1, 4.0)]) == [C]  # before the interval
-    assert _feed(scheduler, run, views, ROUND) == [C, C, C, C]
-    assert _feed(scheduler, run, views, [("d", 3, 1.0)]) == [C]  # within the interval
-    (exploit,) = _feed(scheduler, run, views, [NEXT])
+    add_all(scheduler, run, views)
+    assert feed(scheduler, run, views, [("a", 1, 4.0)]) == [C]  # before the interval
+    assert feed(scheduler, run, views, ROUND) == [C, C, C, C]
+    assert feed(scheduler, run, views, [("d", 3, 1.0)]) == [C]  # within the interval
+    (exploit,) = feed(scheduler, run, views, [NEXT])
     assert isinstance(exploit, Exploit) and exploit.donor == "a" and exploit.log is True
     assert exploit.config["bs"] in (16, 32, 64) and exploit.config != {"lr": 1.0, "bs": 32}
     # the recipient took the donor's perturbation time, as in Ray Tune
@@ -99,29 +84,29 @@ def test_the_bottom_trial_exploits_the_top_one_at_its_perturbation_point():
 def test_two_trials_arriving_better_first_exploit_at_once():
     scheduler = _pbt()
     run, views = _run_of("a", "b")
-    _add_all(scheduler, run, views)
-    first, second = _feed(scheduler, run, views, [("a", 2, 4.0), ("b", 2, 3.0)])
+    add_all(scheduler, run, views)
+    first, second = feed(scheduler, run, views, [("a", 2, 4.0), ("b", 2, 3.0)])
     assert first == C and isinstance(second, Exploit) and second.donor == "a"
 
 
 def test_min_mode_exploits_the_lowest_value():
     scheduler = _pbt(mode="min")
     run, views = _run_of("a", "b", "c", "d")
-    _add_all(scheduler, run, views)
-    decisions = _feed(scheduler, run, views, [(t, 2, 5.0 - v) for t, _, v in ROUND])
+    add_all(scheduler, run, views)
+    decisions = feed(scheduler, run, views, [(t, 2, 5.0 - v) for t, _, v in ROUND])
     assert decisions == [C, C, C, C]
-    (exploit,) = _feed(scheduler, run, views, [("d", 4, 4.0)])
+    (exploit,) = feed(scheduler, run, views, [("d", 4, 4.0)])
     assert isinstance(exploit, Exploit) and exploit.donor == "a"
 
 
 def test_a_trial_pauses_at_its_perturbation_point_while_others_wait_to_run():
     scheduler = _pbt()
     run, views = _run_of("a", "b", "c", "d")
-    _add_all(scheduler, run, views)
+    add_all(scheduler, run, views)
     views["c"].record.status = views["d"].record.status = "PENDING"
-    assert _feed(scheduler, run, views, [("a", 1, 1.0), ("a", 2, 1.0)]) == [C, P]
+    assert feed(scheduler, run, views, [("a", 1, 1.0), ("a", 2, 1.0)]) == [C, P]
     views["a"].record.status = "PAUSED"
-    assert _feed(scheduler, run, views, [("b", 2, 2.0)]) == [P]
+    assert feed(scheduler, run, views, [("b", 2, 2.0)]) == [P]
     # the one furthest behind runs next: the pending ones (0), then the paused by time
     chosen = scheduler.choose_trial_to_run(run)
     assert chosen.trial_id == "c"
@@ -137,13 +122,13 @@ def _synch_population(*ids):
     asked = []
     scheduler = _pbt(synch=True)
     run, views = _run_of(*ids, on_exploit=lambda tid, exploit: asked.append((tid, exploit)))
-    _add_all(scheduler, run, views)
+    add_all(scheduler, run, views)
     return scheduler, run, views, asked
 
 
 def _arrive(scheduler, run, views, steps):
     """Results in order; a trial told to pause is paused, as the engine would."""
-    decisions = _feed(scheduler, run, views, steps)
+    decisions = feed(scheduler, run, views, steps)
     for (tid, _, _), decision in zip(steps, decisions, strict=True):
         if decision == P:
             views[tid].record.status = "PAUSED"
@@ -156,7 +141,7 @@ def test_synch_pauses_each_trial_at_the_point_and_the_last_one_perturbs_them_all
     # in rank order, best first: the worst arrives last and exploits through its decision
     assert _arrive(scheduler, run, views, ROUND[::-1][:3]) == [P, P, P]
     assert scheduler.choose_trial_to_run(run) is None  # d runs; the others wait for it
-    (exploit,) = _feed(scheduler, run, views, [ROUND[0]])
+    (exploit,) = feed(scheduler, run, views, [ROUND[0]])
     assert isinstance(exploit, Exploit) and exploit.donor == "a" and not asked
     assert scheduler._next_sync == 4
     assert {t: s["last_perturbation_time"] for t, s in scheduler._trial_state.items()} == {
@@ -192,13 +177,13 @@ def test_synch_runs_the_trials_behind_first_and_perturbs_when_the_last_one_ends(
 def test_no_exploit_during_burn_in_or_without_a_donor_checkpoint():
     scheduler = _pbt(burn_in_period=5)
     run, views = _run_of("a", "b", "c", "d")
-    _add_all(scheduler, run, views)
-    assert _feed(scheduler, run, views, [*ROUND, NEXT]) == [C, C, C, C, C]
+    add_all(scheduler, run, views)
+    assert feed(scheduler, run, views, [*ROUND, NEXT]) == [C, C, C, C, C]
     scheduler = _pbt()
     run, views = _run_of("a", "b", "c", "d")
-    _add_all(scheduler, run, views)
+    add_all(scheduler, run, views)
     views["a"].record.latest_checkpoint = None  # the donor has committed nothing yet
-    assert _feed(scheduler, run, views, [*ROUND, NEXT]) == [C, C, C, C, C]
+    assert feed(scheduler, run, views, [*ROUND, NEXT]) == [C, C, C, C, C]
 
 
 def test_explore_follows_ray_tunes_rules():
@@ -236,8 +221,8 @@ def test_custom_explore_fn_gets_the_explored_config():
 
     scheduler = _pbt(custom_explore_fn=explore, hyperparam_mutations={"lr": [1.0, 5.0]})
     run, views = _run_of("a", "b", "c", "d")
-    _add_all(scheduler, run, views)
-    exploit = _feed(scheduler, run, views, [*ROUND, NEXT])[4]
+    add_all(scheduler, run, views)
+    exploit = feed(scheduler, run, views, [*ROUND, NEXT])[4]
     assert exploit.config["custom"] is True and exploit.config["lr"] <= 2.0
     only_custom = PopulationBasedTraining(metric="s", mode="max", custom_explore_fn=explore)
     assert only_custom.debug_string().startswith("PopulationBasedTraining")
@@ -251,14 +236,14 @@ def test_a_restore_mid_run_decides_as_the_uninterrupted_run():
     def run_through(cut: int | None):
         scheduler = _pbt(quantile_fraction=0.5)
         run, views = _run_of("a", "b", "c", "d")
-        _add_all(scheduler, run, views)
+        add_all(scheduler, run, views)
         decisions = []
         for i, step in enumerate(steps):
             if i == cut:  # stopped here: a new scheduler object from the stored state
                 state = cloudpickle.loads(cloudpickle.dumps(scheduler.get_state()))
                 scheduler = _pbt(quantile_fraction=0.5)
                 scheduler.set_state(state)
-            decisions += _feed(scheduler, run, views, [step])
+            decisions += feed(scheduler, run, views, [step])
         return decisions
 
     whole = run_through(None)
@@ -505,39 +490,10 @@ def test_replay_refuses_a_missing_or_damaged_file_and_a_second_trial(tmp_path, s
         results.fit()
 
 
-def _swapped_example(name: str, tmp_path) -> str:
-    with open(_ray_example(name)) as src:
-        code = src.read()
-    code = code.replace("from ray import tune", "import rtune as tune")
-    code = re.sub(r"\bfrom ray\.tune(\.[\w.]+)? import", r"from rtune\1 import", code)
-    assert "ray.tune" not in code and "from ray import" not in code
-    script = tmp_path / name
-    script.write_text(code)
-    return str(script)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["pbt_function.py", "pbt_example.py"])
 def test_ray_tunes_pbt_examples_run_with_rtune(tmp_path, name):
-    script = _swapped_example(name, tmp_path)
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {
-        **os.environ,
-        "RTUNE_STORAGE_PATH": str(tmp_path / "results"),
-        "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")])),
-    }
-    # a Ray of its own (the script's `ray.init(num_cpus=2)`), never the session's cluster
-    env["RAY_ADDRESS"] = "local"
-    proc = subprocess.run(
-        [sys.executable, script, "--smoke-test"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-        cwd=tmp_path,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "Best hyperparameters found" in proc.stdout
+    run_ray_example(name, tmp_path)
     (experiment,) = os.listdir(tmp_path / "results")
     trials = [
         n

@@ -18,13 +18,18 @@ import os
 import random
 import signal
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from driver_runs import (
+    START_TIMEOUT_S,
+    Run,
+    crash_loop,
+    reap,
+    wait_until,
+)
 from drivers import scheduled
 from iteration_checkpoints import ctrl_c_when
-from test_signals import EXIT_TIMEOUT_S, RUN_TIMEOUT_S, START_TIMEOUT_S, Run, reap, wait_until
 
 import rtune as tune
 
@@ -124,48 +129,21 @@ def _finished(run: Run) -> bool:
 
 
 def _pbt_crash_loop(tmp_path: Path, seed: int, interruptions: int) -> tuple[Run, list[str]]:
-    """The PBT experiment in a driver, interrupted up to `interruptions` times at seeded moments
-    with kill -9 or a stop signal and restored each time, until a run finishes."""
-    rng = random.Random(seed)
-    storage, done = str(tmp_path / "results"), []
-    for cycle in range(interruptions + 1):
+    """`crash_loop` over the PBT experiment in a driver: 8 trials, 4 at a time, num_to_keep=1."""
+
+    def launch(cycle: int) -> Run:
         (tmp_path / "ray_session").unlink(missing_ok=True)
-        command = [sys.executable, str(DRIVER), storage, str(tmp_path), "pbt"]
+        command = [sys.executable, str(DRIVER), str(tmp_path / "results"), str(tmp_path), "pbt"]
         command += ["--trials", str(CRASH_TRIALS), "--steps", str(CRASH_STEPS)]
         command += ["--concurrency", "4", "--sleep", "0.1", "--num-to-keep", "1"]
         if (tmp_path / "results" / "pbt" / "tuner.pkl").exists():
             command.append("--restore")
         tag = f"cycle{cycle}"
-        run = Run(command, tmp_path / f"{tag}.out", tmp_path / f"{tag}.err", tmp_path)
-        if cycle == interruptions:
-            run.succeed(RUN_TIMEOUT_S)
-            return run, done
-        sig = rng.choice([signal.SIGKILL, signal.SIGINT, signal.SIGUSR1, signal.SIGTERM])
-        before = _lines(tmp_path, "pbt")
+        return Run(command, tmp_path / f"{tag}.out", tmp_path / f"{tag}.err", tmp_path)
 
-        def moment_reached(sig=sig, before=before, run=run) -> bool:
-            if sig == signal.SIGKILL:  # any moment once Ray is up
-                return run.session_dir is not None
-            return _lines(tmp_path, "pbt") > before  # a stop signal means something in fit()
-
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not moment_reached() and run.proc.poll() is None:
-            assert time.monotonic() < deadline, f"{done}: no {sig} moment\n{run.tail()}"
-            time.sleep(0.05)
-        time.sleep(rng.uniform(0.0, 2.0))  # a random moment, not an assertion
-        if run.proc.poll() is not None:  # it finished first
-            assert run.proc.returncode == 0 and _finished(run), f"{done}\n{run.tail()}"
-            return run, done
-        done.append(f"{signal.Signals(sig).name} in cycle {cycle}")
-        run.send(sig, group=sig == signal.SIGINT)
-        rc = run.wait(EXIT_TIMEOUT_S)
-        if sig == signal.SIGKILL:
-            os.killpg(run.proc.pid, signal.SIGKILL)
-        reap(run.session_dir)  # no trial actor of this run outlives it into the next
-        if _finished(run):  # the signal came after fit() returned a finished run
-            return run, done
-        assert sig == signal.SIGKILL or rc == 0, f"{done}: exit {rc}\n{run.tail()}"
-    raise AssertionError("unreachable")
+    return crash_loop(
+        launch, lambda: _lines(tmp_path, "pbt"), _finished, seed, interruptions, max_delay_s=2.0
+    )
 
 
 @pytest.mark.slow

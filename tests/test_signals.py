@@ -14,15 +14,23 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from conftest import S3_BUCKET, experiment_path
+from driver_runs import (
+    EXIT_TIMEOUT_S,
+    RUN_TIMEOUT_S,
+    START_TIMEOUT_S,
+    Run,
+    crash_loop,
+    reap,
+    session_processes,
+    wait_until,
+)
 from drivers.experiment import summarize
 
 import rtune as tune
@@ -34,124 +42,11 @@ TRIALS = 2
 ITERATIONS = 10
 SLEEP_S = 0.25
 STOP_AFTER = 3  # iterations every trial has started before the test stops the run
-START_TIMEOUT_S = 60.0  # Ray start and the first iterations, on a busy 2-core machine
-EXIT_TIMEOUT_S = 60.0  # a drained driver writes its state, shuts its Ray down and exits
-RUN_TIMEOUT_S = 90.0  # a whole restored run
-# a dead Ray's trial actors notice within ~1-3 s and exit; a worker process the raylet was still
-# starting when it died waits for it for a minute, so the rest is killed (a lost node's fate)
-REAP_TIMEOUT_S = 5.0
 
 
 # the stop/resume contract holds on a local path and on an object store alike
 # (each case runs once, on one of the two, to keep the suite's time in bounds)
 ON_S3 = pytest.mark.parametrize("experiment", ["s3"], indirect=True)
-
-
-def wait_until(condition, what: str, timeout: float, run: Run | None = None) -> None:
-    """Poll `condition` until it holds; fail naming `what` (and the driver's output) otherwise."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if run is not None and run.proc.poll() is not None:
-            pytest.fail(f"the driver exited ({run.proc.returncode}) before {what}\n{run.tail()}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"no {what} within {timeout:g} s\n{run.tail() if run else ''}")
-        time.sleep(0.05)
-
-
-def session_processes(session_dir: str) -> list[int]:
-    """Live processes of one Ray instance: those naming its session directory on their command
-    line (gcs, raylet, agents) or holding a file in it open (workers log there)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        proc = f"/proc/{entry}"
-        try:
-            with open(f"{proc}/stat") as stat:
-                if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    continue
-            with open(f"{proc}/cmdline", "rb") as cmdline:
-                mine = session_dir.encode() in cmdline.read()
-            if not mine:
-                for fd in os.listdir(f"{proc}/fd"):
-                    if os.readlink(f"{proc}/fd/{fd}").startswith(session_dir):
-                        mine = True
-                        break
-        except OSError:  # gone meanwhile, or not ours to look at
-            continue
-        if mine:
-            found.append(int(entry))
-    return found
-
-
-def reap(session_dir: str) -> list[int]:
-    """Wait for a dead driver's Ray processes to exit, then kill (by pid, this instance's only)
-    whatever is left; returns the pids that had to be killed. Never `ray stop`: that would kill
-    every Ray on the machine."""
-    deadline = time.monotonic() + REAP_TIMEOUT_S
-    while (left := session_processes(session_dir)) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    for pid in left:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    return left
-
-
-class Run:
-    """One driver (or CLI) process, in a session of its own so a whole group can be signalled."""
-
-    def __init__(self, command: list[str], out: Path, err: Path, progress: Path):
-        self.out, self.err, self.progress = out, err, progress
-        with open(out, "wb") as stdout, open(err, "wb") as stderr:
-            self.proc = subprocess.Popen(
-                command, stdout=stdout, stderr=stderr, start_new_session=True
-            )
-
-    def stdout(self) -> str:
-        return self.out.read_text(errors="replace")
-
-    def stderr(self) -> str:
-        return self.err.read_text(errors="replace")
-
-    def tail(self) -> str:
-        return f"--- stdout ---\n{self.stdout()[-3000:]}\n--- stderr ---\n{self.stderr()[-3000:]}"
-
-    def send(self, sig: int, group: bool = False) -> None:
-        """`group` signals the whole process group, as Ctrl+C in a terminal does (the driver's own
-        Ray processes get it too)."""
-        if group:
-            os.killpg(self.proc.pid, sig)
-        else:
-            self.proc.send_signal(sig)
-
-    def wait(self, timeout: float) -> int:
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"the driver did not exit within {timeout:g} s\n{self.tail()}")
-
-    def succeed(self, timeout: float) -> str:
-        """Wait for a zero exit; return stdout and stderr together."""
-        rc = self.wait(timeout)
-        assert rc == 0, f"exit code {rc}\n{self.tail()}"
-        return self.stdout() + self.stderr()
-
-    def line(self, prefix: str):
-        for line in self.stdout().splitlines():
-            if line.startswith(prefix + " "):
-                return json.loads(line[len(prefix) + 1 :])
-        pytest.fail(f"no {prefix} line\n{self.tail()}")
-
-    def results(self) -> dict[int, tuple[str, int | None, list[int]]]:
-        """{trial id: (status, last training_iteration, metrics_dataframe iterations)}."""
-        return {int(k): tuple(v) for k, v in self.line("RESULTS").items()}
-
-    @property
-    def session_dir(self) -> str | None:
-        path = self.progress / "ray_session"
-        return path.read_text() if path.exists() else None
 
 
 class Experiment:
@@ -470,48 +365,34 @@ def test_fit_in_a_remote_task_is_drained(experiment, how):
 CRASH_TRIALS, CRASH_ITERATIONS = 8, 8
 
 
-def crash_loop(experiment: Experiment, seed: int, interruptions: int) -> list[str]:
-    """Run the experiment, interrupting it up to `interruptions` times at seeded random moments
-    with kill -9 or a stop signal, restoring each time, until a run finishes. Returns what was
-    done, for failure messages (rerun with the same seed to replay)."""
-    rng = random.Random(seed)
-    done: list[str] = []
+def run_crash_loop(experiment: Experiment, seed: int, interruptions: int) -> tuple[Run, list[str]]:
+    """`crash_loop` over this file's experiment: 8 trials of 8 checkpointed iterations."""
     path = Path(experiment.path)
-    for cycle in range(interruptions + 1):
+
+    def launch(cycle: int) -> Run:
         for stale in ("ray_session", "fit_returned", "done"):
             (experiment.progress / stale).unlink(missing_ok=True)
         args = ["--trials", str(CRASH_TRIALS), "--iterations", str(CRASH_ITERATIONS)]
         args += ["--sleep", "0.25", "--concurrency", "4"]
-        run = experiment.launch(*args, *(["--restore"] if (path / "tuner.pkl").exists() else []))
-        if cycle == interruptions:
-            run.succeed(RUN_TIMEOUT_S)
-            return done
-        sig = rng.choice([signal.SIGKILL, signal.SIGINT, signal.SIGUSR1, signal.SIGTERM])
-        before = sum(map(len, experiment.executions().values()))
+        return experiment.launch(*args, *(["--restore"] if (path / "tuner.pkl").exists() else []))
 
-        def moment_reached(sig=sig, before=before, run=run) -> bool:
-            if sig == signal.SIGKILL:  # any moment once Ray is up, fit() or not
-                return run.session_dir is not None
-            # stop signals mean something only while fit() runs: after an iteration started
-            return sum(map(len, experiment.executions().values())) > before
+    def returned(run: Run) -> bool:
+        return (experiment.progress / "fit_returned").exists()
 
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not moment_reached() and run.proc.poll() is None:
-            assert time.monotonic() < deadline, f"{done}: no {sig} moment\n{run.tail()}"
-            time.sleep(0.05)
-        time.sleep(rng.uniform(0.0, 1.5))  # a random moment, not an assertion
-        if run.proc.poll() is not None:  # it finished first
-            assert run.proc.returncode == 0, f"{done}\n{run.tail()}"
-            return done
-        done.append(f"{signal.Signals(sig).name} in cycle {cycle}")
-        run.send(sig, group=sig == signal.SIGINT)
-        rc = run.wait(EXIT_TIMEOUT_S)
-        if sig == signal.SIGKILL:
-            os.killpg(run.proc.pid, signal.SIGKILL)
-        elif not (experiment.progress / "fit_returned").exists():  # else it came after fit()
-            assert rc == 0, f"{done}: exit {rc}\n{run.tail()}"
-        reap(run.session_dir)  # no trial actor of this run outlives it into the next
-    return done
+    def finished(run: Run) -> bool:
+        if not returned(run):
+            return False
+        found = [line for line in run.stdout().splitlines() if line.startswith("RESULTS ")]
+        return bool(found) and all(
+            status in ("TERMINATED", "ERROR")
+            for status, _, _ in json.loads(found[0][len("RESULTS ") :]).values()
+        )
+
+    def iterations_started() -> int:
+        return sum(map(len, experiment.executions().values()))
+
+    started = iterations_started
+    return crash_loop(launch, started, finished, seed, interruptions, 1.5, returned=returned)
 
 
 @pytest.mark.slow
@@ -521,10 +402,9 @@ def test_crash_loop_loses_nothing(experiment):
     in flight (every iteration is checkpointed)."""
     seed = int(os.environ.get("RTUNE_CRASH_SEED", "2026"))
     interruptions = int(os.environ.get("RTUNE_CRASH_INTERRUPTIONS", "4"))
-    done = crash_loop(experiment, seed, interruptions)
+    final, done = run_crash_loop(experiment, seed, interruptions)
     print(f"crash loop, seed {seed}: {done}")
     assert done, "the run finished before any interruption: nothing was tested"
-    final = experiment.runs[-1]
     try:
         final_results = final.results()
         executions = experiment.executions()
@@ -537,7 +417,7 @@ def test_crash_loop_loses_nothing(experiment):
 @pytest.mark.parametrize("seed", range(10))
 def test_crash_loop_soak(experiment, seed):
     """By hand: RTUNE_SOAK=1 pytest -k soak tests/test_signals.py (ten seeds, 12 interruptions)."""
-    done = crash_loop(experiment, seed, 12)
+    final, done = run_crash_loop(experiment, seed, 12)
     print(f"crash loop soak, seed {seed}: {len(done)} interruptions: {done}")
-    results, executions = experiment.runs[-1].results(), experiment.executions()
+    results, executions = final.results(), experiment.executions()
     assert_completed(results, executions, len(done), CRASH_ITERATIONS, CRASH_TRIALS)

@@ -12,7 +12,8 @@ import subprocess
 
 import pytest
 import test_signals
-from test_signals import EXIT_TIMEOUT_S, RTUNE_CLI, assert_stopped_early
+from driver_runs import EXIT_TIMEOUT_S
+from test_signals import RTUNE_CLI, assert_stopped_early
 
 import rtune as tune
 from rtune._durable.lease import LEASE_FILE
