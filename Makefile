@@ -50,8 +50,9 @@ demo: $(VENV)/.installed
 test: install lint
 	$(PY) -m pytest -q -ra --durations=15 tests
 
+# the policies, the API and bad input without Ray, and one real run per area (`smoke`): ~1.5 min
 test-fast: install
-	$(PY) -m pytest -q -ra -m "not slow" tests
+	$(PY) -m pytest -q -ra -m "not slow and (smoke or not ray)" tests
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check rtune tests benchmarks cluster

@@ -26,6 +26,14 @@ os.environ.setdefault("RTUNE_STORAGE_PATH", tempfile.mkdtemp(prefix="rtune-tests
 os.environ.update(S3_CREDENTIALS)
 
 
+def pytest_collection_modifyitems(config, items):
+    """Mark every test that runs on the session's Ray `ray`, so `make test-fast` can leave them
+    out but for those marked `smoke` (one real run per area)."""
+    for item in items:
+        if "ray_local" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.ray)
+
+
 @pytest.fixture(scope="session")
 def ray_local():
     if not ray.is_initialized():

@@ -34,6 +34,7 @@ class ListSearcher(tune.Searcher):
         self.completed.append(result["x"])
 
 
+@pytest.mark.smoke
 def test_custom_searcher_drives_the_trials(storage):
     results = tune.Tuner(
         echo,

@@ -158,6 +158,7 @@ def scored(config):
         tune.report({"score": config["x"] * iteration})
 
 
+@pytest.mark.smoke
 def test_a_real_run_stops_the_weak_trials_early_as_the_policy_predicts(storage):
     xs = [3, 1, 4, 2, 8, 5, 7, 6]
     results = tune.Tuner(

@@ -103,6 +103,7 @@ def _fit(storage, config, checkpoint_config, name="exp", trainable=scored):
     return tuner.fit()[0]
 
 
+@pytest.mark.smoke
 def test_best_checkpoints_of_a_function_trainable(storage):
     result = _fit(
         storage,

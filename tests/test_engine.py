@@ -18,6 +18,7 @@ def quadratic(config):
         tune.report({"score": config["x"] ** 2 + step, "step": step})
 
 
+@pytest.mark.smoke
 def test_grid_search_runs_every_config_with_autofilled_metrics(storage):
     tuner = tune.Tuner(
         quadratic,
@@ -100,6 +101,7 @@ class Counter(tune.Trainable):
             self.value = json.load(src)["value"]
 
 
+@pytest.mark.smoke
 def test_class_trainable_with_checkpoints(storage):
     results = tune.Tuner(
         Counter,
@@ -257,6 +259,7 @@ def sometimes_fails(config):
     tune.report({"ok": 1})
 
 
+@pytest.mark.smoke
 def test_a_failing_trial_is_an_error_and_others_go_on(storage):
     results = tune.Tuner(
         sometimes_fails,

@@ -246,6 +246,7 @@ def _predicted_last_iterations() -> dict[int, int]:
     return last
 
 
+@pytest.mark.smoke
 def test_trials_run_in_order_stop_where_the_rule_predicts(storage):
     expected = _predicted_last_iterations()
     # at iteration 2 the low ones are below the median of the earlier trials' running means

@@ -371,6 +371,7 @@ def _real_pbt(storage, name, trainable=pbt_counter, **tune_kw):
     return scheduler, results
 
 
+@pytest.mark.smoke
 def test_a_real_run_exploits_committed_checkpoints_with_num_to_keep_1(storage):
     scheduler, results = _real_pbt(storage, "pbt")
     assert results.num_errors == 0 and len(results) == 4

@@ -177,6 +177,7 @@ def test_a_second_driver_on_a_live_experiment_is_refused(storage):
     assert tuner.get_results()[0].metrics["training_iteration"] == 15
 
 
+@pytest.mark.smoke
 def test_fail_fast_leaves_a_restorable_experiment(storage, tmp_path):
     log, marker = str(tmp_path / "log"), str(tmp_path / "marker")
     results = tune.Tuner(

@@ -33,6 +33,7 @@ def test_stop_dict_on_autofilled_and_reported_metrics(storage):
     assert len(by_rate[0.01].metrics_dataframe) == 10
 
 
+@pytest.mark.smoke
 def test_stop_function(storage):
     def stopper(trial_id, result):
         return result["mean_accuracy"] / result["training_iteration"] > 5

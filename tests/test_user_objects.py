@@ -162,6 +162,7 @@ class CountingScheduler(FIFOScheduler):
         self.completed.append(trial.trial_id)
 
 
+@pytest.mark.smoke
 def test_searcher_history_and_scheduler_state_after_fit(storage):
     searcher = RecordingSearcher()
     scheduler = CountingScheduler()
