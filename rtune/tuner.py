@@ -109,6 +109,7 @@ class Tuner:
                 f"got {type(tc.search_alg).__name__}"
             )
         tc.search_alg.set_search_properties(tc.metric, tc.mode, self.param_space)
+        tc.search_alg._check_num_samples(tc.num_samples)
         return tc.search_alg
 
     def _check_resources(self) -> None:

@@ -1,6 +1,8 @@
 """Search spaces and search algorithms, with Ray Tune's public names (like `ray.tune.search`)."""
 
 from rtune._strict import strict_api
+from rtune.search.concurrency_limiter import ConcurrencyLimiter
+from rtune.search.repeater import Repeater
 from rtune.search.sample import (
     Categorical,
     Domain,
@@ -27,10 +29,12 @@ from rtune.search.variant_generator import BasicVariantGenerator
 __all__ = [
     "BasicVariantGenerator",
     "Categorical",
+    "ConcurrencyLimiter",
     "Domain",
     "Float",
     "Function",
     "Integer",
+    "Repeater",
     "Searcher",
     "SearcherNeeds",
     "choice",

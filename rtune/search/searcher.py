@@ -7,8 +7,13 @@ searcher exactly where it was.
 
 from __future__ import annotations
 
+import glob
+import os
+import tempfile
 from dataclasses import dataclass
 from typing import Any, ClassVar
+
+import cloudpickle
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,7 @@ class Searcher:
     """
 
     FINISHED: ClassVar[str] = "FINISHED"
+    CKPT_FILE_TMPL: ClassVar[str] = "searcher-state-{}.pkl"
     # a model-based searcher suggests better the later it is asked, and does not count
     needs: ClassVar[SearcherNeeds] = SearcherNeeds()
 
@@ -62,6 +68,16 @@ class Searcher:
             self._mode = mode
         return True
 
+    def set_max_concurrency(self, max_concurrent: int) -> bool:
+        """Whether this searcher limits how many of its trials run at once by itself (then
+        `ConcurrencyLimiter` leaves that to it). The engine limits running trials to
+        `TuneConfig.max_concurrent_trials` in any case."""
+        return False
+
+    def _check_num_samples(self, num_samples: int) -> None:
+        """Refuse, before any trial starts, a `TuneConfig.num_samples` this searcher cannot
+        honour (`Repeater`: not a multiple of `repeat`); a wrapper asks what it wraps."""
+
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         """The config for a new trial `trial_id`, `None` for "not now", or `Searcher.FINISHED`."""
         raise NotImplementedError
@@ -73,6 +89,77 @@ class Searcher:
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
     ) -> None:
         """Called once when a trial ends: finished, stopped (`result` is its last) or errored."""
+
+    def add_evaluated_point(
+        self,
+        parameters: dict[str, Any],
+        value: float,
+        error: bool = False,
+        pruned: bool = False,
+        intermediate_values: list[float] | None = None,
+    ) -> None:
+        """Tell the searcher of a point evaluated outside this run (a searcher that can learn
+        from one overrides this)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} does not take points evaluated elsewhere (add_evaluated_point)"
+        )
+
+    def add_evaluated_trials(self, trials_or_analysis: Any, metric: str) -> None:
+        """`add_evaluated_point` for each trial of an earlier run: a `ResultGrid`, one `Result`
+        or a list of them. A trial that errored is passed with `error=True`; one that never
+        reported `metric` is skipped."""
+        results = (
+            [trials_or_analysis] if hasattr(trials_or_analysis, "metrics") else trials_or_analysis
+        )
+        for result in results:
+            value = (result.metrics or {}).get(metric)
+            if value is None and result.error is None:
+                continue
+            intermediate = None
+            frame = getattr(result, "metrics_dataframe", None)
+            if frame is not None and metric in frame:
+                intermediate = [float(v) for v in frame[metric].dropna()]
+            self.add_evaluated_point(
+                result.config,
+                value,
+                error=result.error is not None,
+                intermediate_values=intermediate,
+            )
+
+    def save(self, checkpoint_path: str) -> None:
+        """Write this searcher's state (`get_state()`) to a file, whole or not at all. rtune
+        stores the state with the experiment by itself; this is for users who keep one."""
+        directory = os.path.dirname(os.path.abspath(checkpoint_path))
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".searcher-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                cloudpickle.dump(self.get_state(), out)
+            os.replace(tmp, checkpoint_path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Continue from a file `save()` wrote."""
+        with open(checkpoint_path, "rb") as src:
+            self.set_state(cloudpickle.load(src))
+
+    def save_to_dir(self, checkpoint_dir: str, session_str: str = "default") -> None:
+        """`save()` into `checkpoint_dir`, as `searcher-state-<session_str>.pkl`."""
+        os.makedirs(checkpoint_dir, exist_ok=True)
+        self.save(os.path.join(checkpoint_dir, self.CKPT_FILE_TMPL.format(session_str)))
+
+    def restore_from_dir(self, checkpoint_dir: str) -> None:
+        """`restore()` from the newest state file `save_to_dir()` wrote in `checkpoint_dir`."""
+        pattern = self.CKPT_FILE_TMPL.format("*")
+        found = glob.glob(os.path.join(checkpoint_dir, pattern))
+        if not found:
+            raise RuntimeError(
+                f"{type(self).__name__}.restore_from_dir: no searcher state file ({pattern}) "
+                f"in {checkpoint_dir}"
+            )
+        self.restore(max(found, key=os.path.getmtime))
 
     def get_state(self) -> dict[str, Any]:
         """Everything needed to continue this searcher later; must pickle with cloudpickle.
