@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import threading
 import time
 
@@ -135,6 +136,27 @@ def test_a_lease_from_another_host_is_taken_over_once_it_expired(storage, capfd)
     err = capfd.readouterr().err
     assert "held by pid 4242 on host another-host.example" in err, err
     assert "waiting up to 2 s" in err and "not renewed for 2 s" in err, err
+    assert lease_of(path) is None
+
+
+def test_a_lease_an_ended_fit_of_this_process_could_not_release_is_taken_at_once(storage, capfd):
+    """A fit() that ended while storage was down leaves its lease behind (its release failed): a
+    restore in the same process takes it over at once instead of waiting out its TTL."""
+    path = finished_experiment(storage)
+    record = {
+        "token": "e" * 32,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "started_at": time.time(),
+        "ttl_s": 30.0,
+        "controller_started": True,
+        "renewals": 3,
+        "renewed_at": time.time(),
+    }
+    Storage.at(path).write_atomic(LEASE_FILE, json.dumps(record).encode())
+    tune.Tuner.restore(path).fit()
+    err = capfd.readouterr().err
+    assert "its holder is gone" in err and "waiting up to" not in err, err
     assert lease_of(path) is None
 
 

@@ -74,6 +74,9 @@ def lease_path(storage: Storage) -> str:
 
 
 DAMAGED = "damaged"
+# tokens of the leases fit() calls of this process hold now: a lease naming this process with
+# another token was left by one of its fit() calls that has ended (its release failed)
+_HELD_HERE: set[str] = set()
 
 
 def read_lease(storage: Storage) -> LeaseRecord | str | None:
@@ -120,6 +123,13 @@ def acquire(
     """Take the experiment's lease for `mine`, or raise `ExperimentLeased` naming the holder.
     `controller_alive(held)`: whether the holder's controller actor lives, when this process is
     on the holder's Ray cluster and can tell (None: cannot tell)."""
+    _take(storage, mine, controller_alive)
+    _HELD_HERE.add(mine.token)
+
+
+def _take(
+    storage: Storage, mine: LeaseRecord, controller_alive: Callable[[LeaseRecord], bool | None]
+) -> None:
     watched: tuple[str, int, float] | None = None  # (token, renewals) seen first, when (ours)
     while True:
         held = read_lease(storage)
@@ -169,6 +179,8 @@ def _holder_alive(
     here = held.host == socket.gethostname()
     if here and not _pid_alive(held.pid):
         return False
+    if here and held.pid == os.getpid() and held.token not in _HELD_HERE:
+        return False  # an ended fit() of this process; its controller was killed with it
     alive = controller_alive(held) if held.controller_started else None
     if alive is not None:
         return alive
@@ -279,3 +291,4 @@ class LeaseKeeper:
         self.stop()
         if self.lost is None:
             release(self.storage, self.record)
+        _HELD_HERE.discard(self.record.token)
