@@ -26,7 +26,7 @@ from rtune._durable.trial import Trial
 from rtune._execution.resources import resources_for
 from rtune.result_grid import ResultGrid
 from rtune.schedulers import FIFOScheduler
-from rtune.search import BasicVariantGenerator, Searcher
+from rtune.search import BasicVariantGenerator, ConcurrencyLimiter, Searcher
 from rtune.stopper import make_stopper
 from rtune.trainable import trainable_name, validate_checkpoint_config, validate_trainable
 
@@ -108,9 +108,24 @@ class Tuner:
                 "TuneConfig.search_alg must be a rtune Searcher, "
                 f"got {type(tc.search_alg).__name__}"
             )
-        tc.search_alg.set_search_properties(tc.metric, tc.mode, self.param_space)
-        tc.search_alg._check_num_samples(tc.num_samples)
-        return tc.search_alg
+        searcher = tc.search_alg
+        if not searcher.set_search_properties(tc.metric, tc.mode, self.param_space):
+            raise ValueError(
+                f"{type(searcher).__name__} has a search space of its own and param_space holds "
+                "search parameters too: define them in one place (param_space may still hold "
+                "constants)"
+            )
+        searcher._check_num_samples(tc.num_samples)
+        limit = tc.max_concurrent_trials
+        # as Ray Tune: a searcher that does not limit itself is asked for a config only when a
+        # trial may start, so it suggests knowing the results of all the trials before
+        if (
+            limit
+            and not isinstance(searcher, (BasicVariantGenerator, ConcurrencyLimiter))
+            and not searcher.set_max_concurrency(limit)
+        ):
+            return ConcurrencyLimiter(searcher, max_concurrent=limit)
+        return searcher
 
     def _check_resources(self) -> None:
         """A malformed resource request is a user error to report now, not from inside a trial."""
@@ -241,6 +256,7 @@ class Tuner:
             self._stopper,
             self._restored,
             None if self._restored is not None else self._metadata(),
+            param_space=self.param_space,
         )
         try:
             return loop.run(storage, pending_demand)

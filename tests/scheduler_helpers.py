@@ -105,6 +105,6 @@ def run_ray_example(name: str, tmp_path: Path) -> subprocess.CompletedProcess:
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "Best hyperparameters found" in proc.stdout
+    assert "Best hyperparameters" in proc.stdout  # "... found were", "... for loss found were"
     assert os.listdir(tmp_path / "results")  # the results went where RTUNE_STORAGE_PATH says
     return proc

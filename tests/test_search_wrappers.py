@@ -15,6 +15,7 @@ from iteration_checkpoints import ctrl_c_when
 import rtune as tune
 from rtune.search import ConcurrencyLimiter, Repeater, Searcher
 from rtune.search.repeater import TRIAL_INDEX
+from rtune.search.suggestions import complete_suggestion, split_space
 
 
 class ListSearcher(Searcher):
@@ -234,6 +235,7 @@ def test_add_evaluated_point_is_refused_by_a_searcher_that_cannot_learn_from_one
 
 def scored(config):
     for i in range(config.get("iterations", 2)):
+        time.sleep(config.get("sleep", 0))
         tune.report({"score": config["x"] * 10 + config.get(TRIAL_INDEX, 0), "i": i})
 
 
@@ -249,6 +251,7 @@ def test_a_real_run_keeps_at_most_max_concurrent_trials_of_the_searcher_live(sto
     inner = ListSearcher([1, 2, 3, 4, 5, 6])
     grid = tune.Tuner(
         scored,
+        param_space={"sleep": 0.2},  # long enough for two trials to overlap
         tune_config=tune.TuneConfig(
             search_alg=ConcurrencyLimiter(inner, max_concurrent=2), num_samples=6
         ),
@@ -258,6 +261,19 @@ def test_a_real_run_keeps_at_most_max_concurrent_trials_of_the_searcher_live(sto
     assert grid.num_terminated == 6
     # the user's objects hold the run's final state
     assert len([e for e in inner.log if e[0] == "complete"]) == 6
+    assert _most_live(inner.log) == 2
+
+
+def test_max_concurrent_trials_limits_a_searcher_as_a_concurrency_limiter_would(storage):
+    inner = ListSearcher([1, 2, 3, 4, 5])
+    tuner = tune.Tuner(
+        scored,
+        param_space={"sleep": 0.2},  # long enough for two trials to overlap
+        tune_config=tune.TuneConfig(search_alg=inner, num_samples=5, max_concurrent_trials=2),
+        run_config=tune.RunConfig(storage_path=storage, verbose=0),
+    )
+    assert tuner.fit().num_terminated == 5
+    # asked only when a trial may start: never a third config while two are live
     assert _most_live(inner.log) == 2
 
 
@@ -311,3 +327,50 @@ def test_a_run_stopped_by_ctrl_c_and_restored_runs_every_suggestion_once(storage
     told = sorted(e[2] for e in final.log if e[0] == "complete")
     assert suggested == [1, 2, 3, 4]  # each config suggested once, in order
     assert told == [10.5, 20.5, 30.5, 40.5]  # each group's mean told once
+
+
+# ---- a suggestion completed by param_space's constants, as Ray Tune does ----
+
+
+def test_the_constants_of_param_space_complete_a_suggestion_and_a_missing_parameter_is_named():
+    space = {
+        "epochs": 3,
+        "lr": tune.loguniform(1e-4, 1e-1),
+        "model": {"depth": tune.grid_search([1, 2]), "act": "relu"},
+        "layers": [tune.choice([8, 16]), 4],
+    }
+    constants, variables = split_space(space)
+    assert constants == {"epochs": 3, "model": {"act": "relu"}}
+    assert variables == [("lr",), ("model", "depth"), ("layers",)]
+    suggestion = {"lr": 0.01, "model": {"depth": 2}, "layers": [8, 4]}
+    config = complete_suggestion(constants, variables, suggestion, "MySearcher")
+    assert config == {**suggestion, "epochs": 3, "model": {"depth": 2, "act": "relu"}}
+    assert constants == {"epochs": 3, "model": {"act": "relu"}}  # untouched for the next one
+    with pytest.raises(ValueError, match=r"MySearcher suggested no value for param_space\['lr'\]"):
+        complete_suggestion(
+            constants, variables, {"model": {"depth": 1}, "layers": []}, "MySearcher"
+        )
+
+
+def test_a_custom_searchers_trials_get_the_constants_of_param_space(storage):
+    grid = tune.Tuner(
+        scored,
+        param_space={"iterations": 1, "fixed": {"a": 1}},
+        tune_config=tune.TuneConfig(search_alg=ListSearcher([1, 2]), num_samples=2),
+        run_config=tune.RunConfig(storage_path=storage, verbose=0),
+    ).fit()
+    assert sorted(r.config["x"] for r in grid) == [1, 2]
+    assert all(r.config["fixed"] == {"a": 1} and r.config["iterations"] == 1 for r in grid)
+
+
+def test_a_search_parameter_the_searcher_did_not_suggest_fails_the_run_naming_it(storage):
+    tuner = tune.Tuner(
+        scored,
+        param_space={"lr": tune.uniform(0, 1)},
+        tune_config=tune.TuneConfig(search_alg=ListSearcher([1]), num_samples=1),
+        run_config=tune.RunConfig(storage_path=storage, verbose=0),
+    )
+    with pytest.raises(
+        ValueError, match=r"ListSearcher suggested no value for param_space\['lr'\]"
+    ):
+        tuner.fit()

@@ -41,6 +41,8 @@ from rtune.control import (
     posix_basename,
 )
 from rtune.result_grid import ResultGrid
+from rtune.search import BasicVariantGenerator
+from rtune.search.suggestions import split_space
 from rtune.trainable import trainable_name
 
 if TYPE_CHECKING:
@@ -91,8 +93,10 @@ class FitLoop:
         stopper: Any,
         restored: RestorePayload | None,
         new_metadata: dict | None,
+        param_space: dict | None = None,
     ):
         self.trainable = trainable
+        self._param_space = param_space
         self.tune_config = tune_config
         self.run_config = run_config
         self._searcher = searcher
@@ -182,7 +186,12 @@ class FitLoop:
 
     def _setup(self, storage: Storage, pending_demand: int) -> ExperimentSetup:
         restored = self._restored  # None: a new experiment, from its first trial
+        constants, variables = None, []
+        if self._param_space and not isinstance(self._searcher, BasicVariantGenerator):
+            constants, variables = split_space(self._param_space)
         return ExperimentSetup(
+            suggestion_constants=constants,
+            suggestion_variables=variables,
             storage=storage,
             experiment_name=posix_basename(storage.root),
             experiment_uid=restored.experiment_uid if restored else self._new_uid,

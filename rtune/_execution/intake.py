@@ -19,6 +19,7 @@ from rtune._execution.protocol import TrialSpec
 from rtune._execution.resources import ResourceRequest, request_for
 from rtune._execution.views import ControllerView, view_of
 from rtune.search import Searcher
+from rtune.search.suggestions import complete_suggestion
 from rtune.stopper import DictStopper
 
 if TYPE_CHECKING:
@@ -96,6 +97,16 @@ class Intake:
         if config == Searcher.FINISHED:
             self.finished = True
             return None
+        if setup.suggestion_constants is not None:
+            config = self._call_user(
+                complete_suggestion,
+                setup.suggestion_constants,
+                setup.suggestion_variables,
+                config,
+                type(setup.searcher).__name__,
+            )
+            if config is None:
+                return None
         trial = self.maker.make(trial_id, config)
         self._call_user(setup.scheduler.on_trial_add, self._view, view_of(trial, setup.storage))
         return trial

@@ -47,3 +47,7 @@ class ExperimentSetup:
     lease: LeaseRecord | None = None  # taken by the driver (rtune/_durable/lease.py)
     # called with each lifecycle event, off the loop's thread (rtune/_execution/events.py)
     listeners: list = field(default_factory=list)
+    # param_space's constants and search-parameter paths, to complete a searcher's suggestions
+    # with (rtune/search/suggestions.py); None: its configs are whole (BasicVariantGenerator)
+    suggestion_constants: dict | None = None
+    suggestion_variables: list = field(default_factory=list)

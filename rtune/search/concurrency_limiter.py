@@ -32,7 +32,8 @@ class ConcurrencyLimiter(Searcher):
             raise ValueError(
                 f"ConcurrencyLimiter: max_concurrent must be a positive int, got {max_concurrent!r}"
             )
-        super().__init__(metric=searcher.metric, mode=searcher.mode)
+        super().__init__()
+        self._metric, self._mode = searcher.metric, searcher.mode  # lists, multi-objective
         self.searcher = searcher
         self.max_concurrent = max_concurrent
         self.batch = bool(batch)
@@ -119,6 +120,11 @@ class ConcurrencyLimiter(Searcher):
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
+        if "live_trials" not in state:
+            # stored before rtune limited a searcher for `max_concurrent_trials` by wrapping it:
+            # the searcher's own state; the engine's limit on running trials still holds
+            self.searcher.set_state(state)
+            return
         self._metric, self._mode = state["metric"], state["mode"]
         self.max_concurrent, self.batch = state["max_concurrent"], state["batch"]
         self.live_trials = set(state["live_trials"])

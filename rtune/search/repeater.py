@@ -33,7 +33,8 @@ class Repeater(Searcher):
             raise TypeError(f"Repeater wraps a rtune Searcher, got {type(searcher).__name__}")
         if type(repeat) is not int or repeat < 1:
             raise ValueError(f"Repeater: repeat must be a positive int, got {repeat!r}")
-        super().__init__(metric=searcher.metric, mode=searcher.mode)
+        super().__init__()
+        self._metric, self._mode = searcher.metric, searcher.mode  # lists, multi-objective
         self.searcher = searcher
         self.repeat = repeat
         self.set_index = bool(set_index)
