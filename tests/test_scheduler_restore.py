@@ -151,7 +151,7 @@ def test_a_pbt_crash_loop_with_num_to_keep_1_finishes_every_trial_losing_nothing
     tmp_path, ray_local
 ):
     seed = int(os.environ.get("RTUNE_CRASH_SEED", str(SEED)))
-    final, done = _pbt_crash_loop(tmp_path, seed, interruptions=4)
+    final, done = _pbt_crash_loop(tmp_path, seed, interruptions=3)
     print(f"PBT crash loop, seed {seed}: {done}")
     assert done, "the run finished before any interruption: nothing was tested"
     found = _outcome(final)

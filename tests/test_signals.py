@@ -401,7 +401,7 @@ def test_crash_loop_loses_nothing(experiment):
     each iteration once in its history, and no interruption cost a trial more than the iteration
     in flight (every iteration is checkpointed)."""
     seed = int(os.environ.get("RTUNE_CRASH_SEED", "2026"))
-    interruptions = int(os.environ.get("RTUNE_CRASH_INTERRUPTIONS", "4"))
+    interruptions = int(os.environ.get("RTUNE_CRASH_INTERRUPTIONS", "3"))
     final, done = run_crash_loop(experiment, seed, interruptions)
     print(f"crash loop, seed {seed}: {done}")
     assert done, "the run finished before any interruption: nothing was tested"
