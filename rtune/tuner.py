@@ -109,7 +109,11 @@ class Tuner:
                 f"got {type(tc.search_alg).__name__}"
             )
         searcher = tc.search_alg
-        if not searcher.set_search_properties(tc.metric, tc.mode, self.param_space):
+        # Ray Tune's BasicVariantGenerator takes the number of samples from TuneConfig
+        spec = {}
+        if isinstance(searcher, BasicVariantGenerator):
+            spec["num_samples"] = tc.num_samples
+        if not searcher.set_search_properties(tc.metric, tc.mode, self.param_space, **spec):
             raise ValueError(
                 f"{type(searcher).__name__} has a search space of its own and param_space holds "
                 "search parameters too: define them in one place (param_space may still hold "

@@ -374,3 +374,15 @@ def test_a_search_parameter_the_searcher_did_not_suggest_fails_the_run_naming_it
         ValueError, match=r"ListSearcher suggested no value for param_space\['lr'\]"
     ):
         tuner.fit()
+
+
+def test_a_basic_variant_generator_given_as_search_alg_takes_num_samples_from_tune_config(storage):
+    grid = tune.Tuner(
+        scored,
+        param_space={"x": tune.uniform(0, 1), "iterations": 1},
+        tune_config=tune.TuneConfig(
+            search_alg=tune.BasicVariantGenerator(max_concurrent=2), num_samples=5
+        ),
+        run_config=tune.RunConfig(storage_path=storage, verbose=0),
+    ).fit()
+    assert len(grid) == 5 and grid.num_terminated == 5

@@ -203,12 +203,15 @@ class BasicVariantGenerator(Searcher):
     def __init__(
         self,
         param_space: dict[str, Any] | None = None,
-        num_samples: int = 1,
+        num_samples: int | None = None,
         seed: int | None = None,
         points_to_evaluate: list[dict[str, Any]] | None = None,
         max_concurrent: int = 0,
     ) -> None:
         super().__init__()
+        # None: TuneConfig(num_samples=...) decides, as for Ray Tune's BasicVariantGenerator
+        self._num_samples_given = num_samples is not None
+        num_samples = 1 if num_samples is None else num_samples
         for name, value, minimum in (
             ("num_samples", num_samples, 1),
             ("max_concurrent", max_concurrent, 0),
@@ -255,19 +258,21 @@ class BasicVariantGenerator(Searcher):
     def set_search_properties(
         self, metric: str | None, mode: str | None, config: dict[str, Any] | None, **spec: Any
     ) -> bool:
-        """Adopt `config` (and `num_samples` from spec) when built without a param space, Ray-style.
+        """Adopt `config` when built without a param space, and `num_samples` (from spec) when
+        built without one, Ray-style.
 
         Returns False when this generator already has a different param space.
         """
         super().set_search_properties(metric, mode, config)
+        # (getattr: one pickled before this attribute existed had its count given)
+        if spec.get("num_samples") is not None and not getattr(self, "_num_samples_given", True):
+            self._num_samples = max(1, int(spec["num_samples"]))
         if not config:
             return True
         if self._space_given:
             return config == self._param_space
         self._set_space(config)
         self._space_given = True
-        if spec.get("num_samples") is not None:
-            self._num_samples = int(spec["num_samples"])
         return True
 
     def _locate(self, index: int) -> tuple[dict[str, Any], int] | None:
