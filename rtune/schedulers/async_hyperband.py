@@ -21,12 +21,12 @@ from typing import Any
 
 import numpy as np
 
+from rtune._values import is_number
 from rtune.schedulers.trial_scheduler import (
     Decision,
     FIFOScheduler,
     SchedulerNeeds,
     check_mode,
-    is_number,
     take_metric_and_mode,
 )
 

@@ -38,12 +38,12 @@ import math
 import warnings
 from typing import Any
 
+from rtune._values import is_number
 from rtune.schedulers.trial_scheduler import (
     Decision,
     FIFOScheduler,
     SchedulerNeeds,
     check_mode,
-    is_number,
     take_metric_and_mode,
 )
 

@@ -33,6 +33,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+from rtune._values import is_number
 from rtune.schedulers.pbt_mutations import (
     check_against_space,
     check_mutations,
@@ -46,7 +47,6 @@ from rtune.schedulers.trial_scheduler import (
     FIFOScheduler,
     SchedulerNeeds,
     check_mode,
-    is_number,
     take_metric_and_mode,
 )
 

@@ -23,7 +23,6 @@ lets short trials be queued on busy actors.
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,11 +134,6 @@ class FIFOScheduler(TrialScheduler):
 
     def debug_string(self) -> str:
         return "Using FIFO scheduling algorithm."
-
-
-def is_number(value: Any) -> bool:
-    """A real number, not a bool: what a scheduler's numeric parameters must be."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def check_mode(owner: str, mode: Any) -> None:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import copy
 import math
-import numbers
 from typing import Any
 
+from rtune._values import is_number
 from rtune.search.searcher import Searcher, SearcherNeeds
 
 TRIAL_INDEX = "__trial_index__"
@@ -97,7 +97,7 @@ class Repeater(Searcher):
         if trial_id in group["scores"]:
             return  # told already
         value = (result or {}).get(self._metric) if self._metric else None
-        group["scores"][trial_id] = float(value) if _is_number(value) else math.nan
+        group["scores"][trial_id] = float(value) if is_number(value) else math.nan
         if error:
             group["errors"].append(trial_id)
         if len(group["scores"]) < self.repeat:
@@ -141,7 +141,3 @@ class Repeater(Searcher):
         self._groups = copy.deepcopy(state["groups"])
         self._group_of = {tid: i for i, g in enumerate(self._groups) for tid in g["members"]}
         self.searcher.set_state(state["searcher"])
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)

@@ -53,13 +53,15 @@ def split_space(space: dict[str, Any]) -> tuple[dict[str, Any], list[Path]]:
     return constants(space, ()), variables
 
 
-def _merged(base: Any, override: Any) -> Any:
-    if isinstance(base, dict) and isinstance(override, dict):
-        out = dict(base)
-        for key, value in override.items():
-            out[key] = _merged(base[key], value) if key in base else value
-        return out
-    return override
+def merged(base: Any, override: Any) -> Any:
+    """`override` over `base`: nested dicts merged key by key, any other value (a grid search
+    too) replaced. Neither is changed."""
+    if not (isinstance(base, dict) and isinstance(override, dict)) or set(base) == {"grid_search"}:
+        return override
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = merged(base[key], value) if key in base else value
+    return out
 
 
 def complete_suggestion(
@@ -67,7 +69,7 @@ def complete_suggestion(
 ) -> dict[str, Any]:
     """`suggestion` deep-merged over copies of `constants` (the suggestion wins); a ValueError
     naming the first search parameter of `param_space` it left without a value."""
-    config = _merged(copy.deepcopy(constants), suggestion)
+    config = merged(copy.deepcopy(constants), suggestion)
     for path in variables:
         node: Any = config
         for key in path:

@@ -17,6 +17,7 @@ from typing import Any
 
 from rtune.search.sample import Domain, Function
 from rtune.search.searcher import Searcher, SearcherNeeds
+from rtune.search.suggestions import merged
 
 Path = tuple[Any, ...]
 
@@ -93,16 +94,6 @@ def _first_uncopyable(obj: Any, path: Path = ()) -> Path:
         except Exception:
             return _first_uncopyable(child, (*path, key))
     return path
-
-
-def _merge(space: Any, point: Any) -> Any:
-    """`point` over `space`: nested dicts are merged key by key, any other value replaces."""
-    if not (isinstance(space, dict) and isinstance(point, dict)) or _is_grid(space):
-        return point
-    merged = dict(space)
-    for key, value in point.items():
-        merged[key] = _merge(space[key], value) if key in space else value
-    return merged
 
 
 def _instantiate(obj: Any, rng: random.Random, chosen: dict[Path, Any], path: Path = ()) -> Any:
@@ -251,7 +242,7 @@ class BasicVariantGenerator(Searcher):
             raise ValueError("param_space must be a dict of parameters, not itself a grid_search")
         _validate_space(param_space, "param_space")
         self._param_space = _copy_space(param_space, "param_space")
-        self._point_spaces = [_merge(self._param_space, point) for point in self._points]
+        self._point_spaces = [merged(self._param_space, point) for point in self._points]
         for index, space in enumerate(self._point_spaces):
             _validate_space(space, f"points_to_evaluate[{index}]")
 
@@ -348,4 +339,4 @@ class BasicVariantGenerator(Searcher):
     def refresh_space(self, param_space: dict[str, Any]) -> None:
         """Swap in an equal param_space with fresh object references (Tuner.restore)."""
         self._param_space = copy.deepcopy(param_space)
-        self._point_spaces = [_merge(self._param_space, point) for point in self._points]
+        self._point_spaces = [merged(self._param_space, point) for point in self._points]

@@ -19,8 +19,10 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
+from rtune._values import is_number
 from rtune.search.optuna.space import flatten, to_distributions, unflatten
 from rtune.search.searcher import Searcher, SearcherNeeds
+from rtune.search.suggestions import merged, split_space
 
 _DIRECTIONS = {"min": "minimize", "max": "maximize"}
 
@@ -114,7 +116,7 @@ class OptunaSearch(Searcher):
         self, metric: str | None, mode: str | None, config: dict[str, Any] | None, **spec: Any
     ) -> bool:
         if self._space is not None and not self._space_from_config:
-            if config and _has_parameters(config):
+            if config and split_space(config)[1]:  # it holds search parameters
                 return False  # a space in both places: the caller reports it
         if self._metric is None:
             self._metric = metric
@@ -174,10 +176,10 @@ class OptunaSearch(Searcher):
                         "OptunaSearch: a define-by-run function returns None or a dict of "
                         f"constants, got {type(returned).__name__}"
                     )
-                config = _merged(config, returned)
+                config = merged(config, returned)
         else:
             ot_trial = self._study.ask(fixed_distributions=self._space)
-            config = _merged(copy.deepcopy(self._constants), unflatten(ot_trial.params))
+            config = merged(copy.deepcopy(self._constants), unflatten(ot_trial.params))
         # which experiment asked (a trial id is "<experiment uid>_<index>"): a restore fails
         # only its own lost asks in a study that others may share
         self._experiment = trial_id.rsplit("_", 1)[0]
@@ -192,7 +194,7 @@ class OptunaSearch(Searcher):
         ot_trial = self._asked.get(trial_id)
         value = result.get(self._metric)
         step = result.get("training_iteration")
-        if ot_trial is not None and _is_number(value) and isinstance(step, int):
+        if ot_trial is not None and is_number(value) and isinstance(step, int):
             ot_trial.report(float(value), step)
 
     def on_trial_complete(
@@ -213,7 +215,7 @@ class OptunaSearch(Searcher):
     def _values_of(self, result: dict[str, Any] | None) -> float | list[float] | None:
         metrics = self._metric if isinstance(self._metric, list) else [self._metric]
         found = [(result or {}).get(m) for m in metrics]
-        if not all(_is_number(v) for v in found):
+        if not all(is_number(v) for v in found):
             return None
         return [float(v) for v in found] if isinstance(self._metric, list) else float(found[0])
 
@@ -294,31 +296,3 @@ def _check_objectives(metric: Any, mode: Any) -> None:
         raise ValueError(
             f"OptunaSearch: {len(metric)} metrics and {len(mode)} modes: one mode per metric"
         )
-
-
-def _has_parameters(space: Any) -> bool:
-    from rtune.search.sample import Domain
-
-    if isinstance(space, Domain):
-        return True
-    if isinstance(space, dict):
-        return set(space) == {"grid_search"} or any(_has_parameters(v) for v in space.values())
-    if isinstance(space, list):
-        return any(_has_parameters(v) for v in space)
-    return False
-
-
-def _merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in override.items():
-        if isinstance(out.get(key), dict) and isinstance(value, dict):
-            out[key] = _merged(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def _is_number(value: Any) -> bool:
-    import numbers
-
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
