@@ -49,6 +49,24 @@ def _roundtrip(searcher):
     return cloudpickle.loads(cloudpickle.dumps(searcher.get_state()))
 
 
+def _replay(wrapper, fresh, steps, cut):
+    """Feed `steps` ("s": suggest, "c": complete, with a trial id) to `wrapper`; at step `cut`,
+    go on with `fresh()` given the pickled state (what a restore does). -> (the answers to the
+    suggestions, what the wrapped searcher was told)."""
+    wrapper.set_search_properties(None, None, None)
+    answers = []
+    for i, (kind, tid) in enumerate(steps):
+        if i == cut:
+            state = _roundtrip(wrapper)
+            wrapper = fresh()
+            wrapper.set_state(state)
+        if kind == "s":
+            answers.append(wrapper.suggest(tid))
+        else:
+            wrapper.on_trial_complete(tid, {"score": float(ord(tid))})
+    return answers, wrapper.searcher.log
+
+
 # ---- ConcurrencyLimiter ----
 
 
@@ -93,20 +111,13 @@ def test_a_searcher_that_limits_itself_is_left_to_it():
 def test_a_restored_limiter_waits_for_the_same_trials_and_continues_the_searcher():
     def run(cut):
         limiter = ConcurrencyLimiter(ListSearcher(range(6)), max_concurrent=2, batch=True)
-        limiter.set_search_properties(None, None, None)
         steps = [("s", "a"), ("s", "b"), ("c", "b"), ("s", "x"), ("c", "a"), ("s", "c")]
         steps += [("s", "d"), ("c", "d"), ("c", "c"), ("s", "e")]
-        answers = []
-        for i, (kind, tid) in enumerate(steps):
-            if i == cut:
-                state = _roundtrip(limiter)
-                limiter = ConcurrencyLimiter(ListSearcher([]), max_concurrent=1)
-                limiter.set_state(state)
-            if kind == "s":
-                answers.append(limiter.suggest(tid))
-            else:
-                limiter.on_trial_complete(tid, {"score": float(ord(tid))})
-        return answers, limiter.searcher.log
+
+        def fresh():
+            return ConcurrencyLimiter(ListSearcher([]), max_concurrent=1)
+
+        return _replay(limiter, fresh, steps, cut)
 
     whole = run(None)
     assert whole[0][2] is None  # "x" came while the batch was live
@@ -165,20 +176,9 @@ def test_a_group_whose_repeats_all_errored_is_told_as_an_error_with_nan():
 def test_a_restored_repeater_fills_the_same_groups_and_tells_each_mean_once():
     def run(cut):
         repeater = Repeater(ListSearcher([1, 2, 3]), repeat=2)
-        repeater.set_search_properties(None, None, None)
         steps = [("s", "a"), ("s", "b"), ("c", "a"), ("s", "c"), ("c", "b"), ("s", "d")]
         steps += [("c", "d"), ("s", "e"), ("c", "c"), ("s", "f"), ("c", "e"), ("c", "f")]
-        answers = []
-        for i, (kind, tid) in enumerate(steps):
-            if i == cut:
-                state = _roundtrip(repeater)
-                repeater = Repeater(ListSearcher([]), repeat=5)
-                repeater.set_state(state)
-            if kind == "s":
-                answers.append(repeater.suggest(tid))
-            else:
-                repeater.on_trial_complete(tid, {"score": float(ord(tid))})
-        return answers, repeater.searcher.log
+        return _replay(repeater, lambda: Repeater(ListSearcher([]), repeat=5), steps, cut)
 
     whole = run(None)
     assert [e[1] for e in whole[1] if e[0] == "complete"] == ["a", "c", "e"]

@@ -15,26 +15,21 @@ from __future__ import annotations
 from typing import Any
 
 from rtune.search.searcher import Searcher, SearcherNeeds
+from rtune.search.wrapper import WrappingSearcher
 
 
-class ConcurrencyLimiter(Searcher):
+class ConcurrencyLimiter(WrappingSearcher):
     """Ray Tune's `ConcurrencyLimiter(searcher, max_concurrent, batch=False)`.
 
     If the wrapped searcher limits concurrency by itself (`set_max_concurrency` returns True),
     the limiter only passes calls through."""
 
     def __init__(self, searcher: Searcher, max_concurrent: int, batch: bool = False) -> None:
-        if not isinstance(searcher, Searcher):
-            raise TypeError(
-                f"ConcurrencyLimiter wraps a rtune Searcher, got {type(searcher).__name__}"
-            )
+        super().__init__(searcher)
         if type(max_concurrent) is not int or max_concurrent < 1:
             raise ValueError(
                 f"ConcurrencyLimiter: max_concurrent must be a positive int, got {max_concurrent!r}"
             )
-        super().__init__()
-        self._metric, self._mode = searcher.metric, searcher.mode  # lists, multi-objective
-        self.searcher = searcher
         self.max_concurrent = max_concurrent
         self.batch = bool(batch)
         self.live_trials: set[str] = set()
@@ -51,9 +46,7 @@ class ConcurrencyLimiter(Searcher):
         self, metric: str | None, mode: str | None, config: dict[str, Any] | None, **spec: Any
     ) -> bool:
         self._limits = not self.searcher.set_max_concurrency(self.max_concurrent)
-        accepted = self.searcher.set_search_properties(metric, mode, config, **spec)
-        self._metric, self._mode = self.searcher.metric, self.searcher.mode
-        return accepted
+        return super().set_search_properties(metric, mode, config, **spec)
 
     def set_max_concurrency(self, max_concurrent: int) -> bool:
         self.max_concurrent = max_concurrent
@@ -91,21 +84,9 @@ class ConcurrencyLimiter(Searcher):
             for held_id, (held_result, held_error) in held.items():
                 self.searcher.on_trial_complete(held_id, held_result, held_error)
 
-    def add_evaluated_point(self, *args: Any, **kwargs: Any) -> None:
-        self.searcher.add_evaluated_point(*args, **kwargs)
-
-    def add_evaluated_trials(self, trials_or_analysis: Any, metric: str) -> None:
-        self.searcher.add_evaluated_trials(trials_or_analysis, metric)
-
-    def experiment_tag(self, trial_id: str, config: dict[str, Any]) -> str:
-        return self.searcher.experiment_tag(trial_id, config)
-
     @property
     def total_trials(self) -> int | None:
         return self.searcher.total_trials
-
-    def _check_num_samples(self, num_samples: int) -> None:
-        self.searcher._check_num_samples(num_samples)
 
     def get_state(self) -> dict[str, Any]:
         return {

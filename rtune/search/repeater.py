@@ -14,12 +14,13 @@ from typing import Any
 
 from rtune._values import is_number
 from rtune.search.searcher import Searcher, SearcherNeeds
+from rtune.search.wrapper import WrappingSearcher
 
 TRIAL_INDEX = "__trial_index__"
 """The config key holding a trial's repeat index (0 .. repeat-1) when `set_index=True`."""
 
 
-class Repeater(Searcher):
+class Repeater(WrappingSearcher):
     """Ray Tune's `Repeater(searcher, repeat=1, set_index=True)`.
 
     `TuneConfig(num_samples=...)` counts every trial, repeats included, and must be a multiple of
@@ -29,13 +30,9 @@ class Repeater(Searcher):
     none did, with `error=True` when every repeat errored)."""
 
     def __init__(self, searcher: Searcher, repeat: int = 1, set_index: bool = True) -> None:
-        if not isinstance(searcher, Searcher):
-            raise TypeError(f"Repeater wraps a rtune Searcher, got {type(searcher).__name__}")
+        super().__init__(searcher)
         if type(repeat) is not int or repeat < 1:
             raise ValueError(f"Repeater: repeat must be a positive int, got {repeat!r}")
-        super().__init__()
-        self._metric, self._mode = searcher.metric, searcher.mode  # lists, multi-objective
-        self.searcher = searcher
         self.repeat = repeat
         self.set_index = bool(set_index)
         # one per suggested config: {"primary", "config", "members", "scores", "errors"}
@@ -45,13 +42,6 @@ class Repeater(Searcher):
     @property
     def needs(self) -> SearcherNeeds:  # type: ignore[override]
         return self.searcher.needs  # repeats add no dependence on results
-
-    def set_search_properties(
-        self, metric: str | None, mode: str | None, config: dict[str, Any] | None, **spec: Any
-    ) -> bool:
-        accepted = self.searcher.set_search_properties(metric, mode, config, **spec)
-        self._metric, self._mode = self.searcher.metric, self.searcher.mode
-        return accepted
 
     def set_max_concurrency(self, max_concurrent: int) -> bool:
         return self.searcher.set_max_concurrency(max_concurrent)
@@ -109,9 +99,6 @@ class Repeater(Searcher):
             result={self._metric: mean} if self._metric else None,
             error=len(group["errors"]) == self.repeat,
         )
-
-    def add_evaluated_point(self, *args: Any, **kwargs: Any) -> None:
-        self.searcher.add_evaluated_point(*args, **kwargs)
 
     def experiment_tag(self, trial_id: str, config: dict[str, Any]) -> str:
         inner = {k: v for k, v in config.items() if k != TRIAL_INDEX}
