@@ -441,7 +441,12 @@ def test_a_class_trainable_gets_the_donors_checkpoint_through_load_or_reset_conf
     assert results.num_errors == 0 and scheduler._num_perturbations >= 1
     for result in results:
         history = result.metrics_dataframe
-        assert list(history["training_iteration"]) == list(range(1, 13))
+        steps = list(history["training_iteration"])
+        assert steps[0] == 1 and steps[-1] == 12
+        # a recipient goes on from its donor's checkpoint (every 3 iterations), which may be
+        # ahead of it when the donor ran meanwhile, as in Ray Tune; never back, never twice
+        for a, b in zip(steps, steps[1:]):
+            assert b == a + 1 or (b > a and a % 3 == 0 and (b - 1) % 3 == 0), steps
         # a recipient's total continues from its donor's: it never drops back to a restart
         assert all(b > a for a, b in zip(history["total"], history["total"][1:]))
 

@@ -208,16 +208,34 @@ def _refusal(storage: Storage, held: LeaseRecord) -> ExperimentLeased:
 def _create(storage: Storage, mine: LeaseRecord) -> bool:
     """A new lease. Locally an exclusive create; elsewhere write-then-verify."""
     if storage.is_local:
+        # written whole under a private name, then linked: a create that is exclusive and never
+        # shows a reader an empty lease (which would read as damaged, so as free to take)
         storage.makedirs()
+        target = storage.path(LEASE_FILE)
+        draft = f"{target}.new-{mine.token}"
+        with open(draft, "wb") as out:
+            out.write(encode_json(asdict(mine)))
         try:
-            fd = os.open(storage.path(LEASE_FILE), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            os.link(draft, target)
         except FileExistsError:
             return False
-        with os.fdopen(fd, "wb") as out:
-            out.write(encode_json(asdict(mine)))
+        except OSError:  # a filesystem without hard links: an exclusive create, then the write
+            return _create_in_place(target, mine)
+        finally:
+            os.unlink(draft)
         return True
     _write(storage, mine)
     return _verified(storage, mine)
+
+
+def _create_in_place(target: str, mine: LeaseRecord) -> bool:
+    try:
+        fd = os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "wb") as out:
+        out.write(encode_json(asdict(mine)))
+    return True
 
 
 def _write(storage: Storage, record: LeaseRecord) -> None:
