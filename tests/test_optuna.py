@@ -7,16 +7,13 @@ Ray Tune's own Optuna examples after the import swap."""
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
-import time
 from pathlib import Path
 
 import cloudpickle
 import pytest
 from driver_runs import Run, crash_loop
-from iteration_checkpoints import ctrl_c_when
 from scheduler_helpers import run_ray_example
 
 import rtune as tune
@@ -246,46 +243,6 @@ def test_a_study_in_an_optuna_journal_file_is_yours_after_the_run(storage, tmp_p
     )
     assert [t.state.name for t in reopened.trials] == ["COMPLETE"] * 4
     assert all(sorted(t.intermediate_values) == [1, 2] for t in reopened.trials)
-
-
-def slow_quadratic(config, log):
-    for step in range(1, 3):
-        time.sleep(0.05)
-        tune.report({"score": -((config["x"] - 0.3) ** 2) * step, "epoch": step})
-    with open(log, "a") as out:
-        out.write(f"{config['x']}\n")
-
-
-@pytest.mark.slow
-def test_a_run_stopped_by_ctrl_c_and_restored_suggests_the_same_configs_in_order(storage, tmp_path):
-    def tuner(name):
-        trainable = tune.with_parameters(slow_quadratic, log=str(tmp_path / f"{name}.log"))
-        return tune.Tuner(
-            trainable,
-            param_space={"x": tune.uniform(0, 1)},
-            tune_config=tune.TuneConfig(
-                search_alg=OptunaSearch(seed=11),
-                metric="score",
-                mode="max",
-                num_samples=14,
-                max_concurrent_trials=1,
-            ),
-            run_config=tune.RunConfig(storage_path=storage, name=name, verbose=0),
-        ), trainable
-
-    def in_order(grid):
-        return [r.config["x"] for r in sorted(grid, key=lambda r: r.path)]
-
-    whole = in_order(tuner("whole")[0].fit())
-    cut_log = tmp_path / "cut.log"
-    ctrl_c_when(lambda: cut_log.exists() and len(cut_log.read_text().split()) >= 11)
-    cut, trainable = tuner("cut")
-    stopped = cut.fit()
-    assert len(stopped) < 14 or any(r.status != "TERMINATED" for r in stopped)
-    grid = tune.Tuner.restore(os.path.join(storage, "cut"), trainable=trainable).fit()
-    assert grid.num_terminated == 14
-    assert in_order(grid) == whole  # the same 14 configs, in the same order, none twice
-    assert not any(math.isnan(x) for x in whole)
 
 
 EXAMPLES = [
