@@ -101,7 +101,7 @@ class Tuner:
         tc = self.tune_config
         if tc.search_alg is None:
             return BasicVariantGenerator(
-                self.param_space, num_samples=max(tc.num_samples, 1), seed=tc.seed
+                param_space=self.param_space, num_samples=max(tc.num_samples, 1), seed=tc.seed
             )
         if not isinstance(tc.search_alg, Searcher):
             raise TypeError(

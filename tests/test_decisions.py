@@ -195,7 +195,7 @@ def test_schedulers_declare_needs_and_subclasses_default_safely():
 
 
 def test_searchers_declare_needs():
-    assert BasicVariantGenerator({"x": 1}).needs == SearcherNeeds(True, True)
+    assert BasicVariantGenerator(param_space={"x": 1}).needs == SearcherNeeds(True, True)
     assert Searcher.needs == SearcherNeeds(suggests_ahead=False, counts_trials=False)
 
 

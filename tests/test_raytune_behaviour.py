@@ -13,7 +13,7 @@ from rtune.search.sample import sample_from, uniform
 
 
 def _configs(space: dict, n: int = 4) -> list[dict]:
-    searcher = BasicVariantGenerator(space, num_samples=n, seed=1)
+    searcher = BasicVariantGenerator(param_space=space, num_samples=n, seed=1)
     configs = []
     for i in range(n * 2):
         config = searcher.suggest(f"t{i}")

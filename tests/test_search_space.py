@@ -170,7 +170,7 @@ def test_constructor_validation(make, error, match):
 
 def test_grid_times_samples_count_and_order():
     space = {"a": grid_search([1, 2]), "b": grid_search([3, 4]), "c": uniform(0, 1)}
-    gen = BasicVariantGenerator(space, num_samples=2, seed=1)
+    gen = BasicVariantGenerator(param_space=space, num_samples=2, seed=1)
     configs = run_all(gen)
     assert gen.total_trials == 8 and len(configs) == 8
     pairs = [(c["a"], c["b"]) for c in configs]
@@ -180,18 +180,60 @@ def test_grid_times_samples_count_and_order():
 
 
 def test_no_variables_gives_num_samples_copies():
-    gen = BasicVariantGenerator({"x": 1}, num_samples=3)
+    gen = BasicVariantGenerator(param_space={"x": 1}, num_samples=3)
     assert run_all(gen) == [{"x": 1}] * 3
 
 
 def test_same_seed_same_configs_and_different_seed_differs():
     space = {"lr": loguniform(1e-4, 1e-1), "bs": choice([16, 32, 64]), "g": grid_search([0, 1])}
-    first = run_all(BasicVariantGenerator(space, num_samples=5, seed=7))
-    assert first == run_all(BasicVariantGenerator(space, num_samples=5, seed=7))
-    assert first != run_all(BasicVariantGenerator(space, num_samples=5, seed=8))
-    assert run_all(BasicVariantGenerator(space, num_samples=5)) != run_all(
-        BasicVariantGenerator(space, num_samples=5)
+    first = run_all(BasicVariantGenerator(param_space=space, num_samples=5, seed=7))
+    assert first == run_all(BasicVariantGenerator(param_space=space, num_samples=5, seed=7))
+    assert first != run_all(BasicVariantGenerator(param_space=space, num_samples=5, seed=8))
+    assert run_all(BasicVariantGenerator(param_space=space, num_samples=5)) != run_all(
+        BasicVariantGenerator(param_space=space, num_samples=5)
     )
+
+
+def test_ray_tunes_arguments_random_state_and_constant_grid_search():
+    import numpy as np
+
+    space = {"lr": loguniform(1e-4, 1e-1), "g": grid_search([0, 1, 2])}
+
+    def lrs(**kw):
+        return [
+            c["lr"] for c in run_all(BasicVariantGenerator(num_samples=2, param_space=space, **kw))
+        ]
+
+    assert lrs(random_state=3) == lrs(random_state=3) == lrs(seed=3)
+    assert lrs(random_state=np.random.default_rng(1)) == lrs(random_state=np.random.default_rng(1))
+    assert lrs(random_state=np.random.RandomState(1)) == lrs(random_state=np.random.RandomState(1))
+    np.random.seed(5)  # None: numpy's global generator, as in Ray Tune
+    first = lrs()
+    np.random.seed(5)
+    assert lrs() == first
+    per_combination = lrs(random_state=3)
+    assert len(set(per_combination)) == 6  # each grid combination samples anew (the default)
+    shared = lrs(random_state=3, constant_grid_search=True)
+    assert shared[:3] == [shared[0]] * 3 and shared[3:] == [shared[3]] * 3 != shared[:3]
+    configs = run_all(
+        BasicVariantGenerator(
+            [{"lr": 0.5}],
+            0,
+            True,
+            3,
+            param_space=space,
+            num_samples=2,  # Ray's positional order
+        )
+    )
+    assert [c["lr"] for c in configs[:3]] == [0.5] * 3 and [c["g"] for c in configs] == [
+        0,
+        1,
+        2,
+    ] * 2
+    with pytest.raises(ValueError, match="seed or random_state"):
+        BasicVariantGenerator(seed=1, random_state=2)
+    with pytest.raises(TypeError, match="random_state must be"):
+        BasicVariantGenerator(random_state="x")
 
 
 def test_nested_dicts_and_lists():
@@ -200,7 +242,7 @@ def test_nested_dicts_and_lists():
         "name": "fixed",
         "opts": [1, [2, 3]],
     }
-    configs = run_all(BasicVariantGenerator(space, seed=0))
+    configs = run_all(BasicVariantGenerator(param_space=space, seed=0))
     assert [c["model"]["lr"] for c in configs] == [0.1, 0.2]
     for config in configs:
         layers = config["model"]["layers"]
@@ -211,7 +253,7 @@ def test_nested_dicts_and_lists():
 def test_plain_values_are_deep_copied():
     shared = {"inner": [1, 2]}
     space = {"plain": shared}
-    gen = BasicVariantGenerator(space, num_samples=2)
+    gen = BasicVariantGenerator(param_space=space, num_samples=2)
     first, second = run_all(gen)
     first["plain"]["inner"].append(3)
     assert second["plain"]["inner"] == [1, 2] and shared["inner"] == [1, 2]
@@ -226,7 +268,7 @@ def test_sample_from_sees_resolved_config():
         "chain": sample_from(lambda spec: spec.config.double + 1),
         "no_args": sample_from(lambda: "constant"),
     }
-    for config in run_all(BasicVariantGenerator(space, seed=3)):
+    for config in run_all(BasicVariantGenerator(param_space=space, seed=3)):
         assert config["double"] == config["a"] * 2
         assert config["via_item"] == config["nested"]["b"] + 10
         assert config["chain"] == config["double"] + 1
@@ -236,13 +278,13 @@ def test_sample_from_sees_resolved_config():
 def test_circular_sample_from_is_reported():
     space = {"x": sample_from(lambda s: s.config.y), "y": sample_from(lambda s: s.config.x)}
     with pytest.raises(ValueError, match=r"param_space\['x'\].*never resolved"):
-        BasicVariantGenerator(space).suggest("t0")
+        BasicVariantGenerator(param_space=space).suggest("t0")
 
 
 def test_points_to_evaluate_come_first_and_replace_samples():
     space = {"a": grid_search([1, 2]), "b": randint(0, 3), "n": {"c": 5, "d": uniform(0, 1)}}
     points = [{"a": 2, "b": 7}, {"n": {"d": 0.5}}]
-    gen = BasicVariantGenerator(space, num_samples=3, seed=0, points_to_evaluate=points)
+    gen = BasicVariantGenerator(param_space=space, num_samples=3, seed=0, points_to_evaluate=points)
     configs = run_all(gen)
     # Point 1 sets every grid key: one trial. Point 2 leaves "a" open: two trials.
     # The one remaining sample gives two more (Ray Tune's semantics).
@@ -260,20 +302,22 @@ def test_state_round_trip_gives_exactly_the_remaining_trials(done):
         "lr": loguniform(1e-4, 1e-1),
         "m": {"k": choice(["x", "y", "z"]), "s": sample_from(lambda spec: spec.config.a + 0.5)},
     }
-    uninterrupted = run_all(BasicVariantGenerator(space, num_samples=4, seed=11))
+    uninterrupted = run_all(BasicVariantGenerator(param_space=space, num_samples=4, seed=11))
 
-    gen = BasicVariantGenerator(space, num_samples=4, seed=11)
+    gen = BasicVariantGenerator(param_space=space, num_samples=4, seed=11)
     before = [gen.suggest(f"t{i}") for i in range(done)]
     state = pickle.loads(cloudpickle.dumps(gen.get_state()))
 
-    restored = BasicVariantGenerator(space, num_samples=4, seed=999)
+    restored = BasicVariantGenerator(param_space=space, num_samples=4, seed=999)
     restored.set_state(state)
     assert before + run_all(restored) == uninterrupted
 
 
 def test_state_restores_into_a_bare_generator():
-    gen = BasicVariantGenerator({"x": uniform(0, 1)}, num_samples=3, seed=5)
-    expected = run_all(BasicVariantGenerator({"x": uniform(0, 1)}, num_samples=3, seed=5))
+    gen = BasicVariantGenerator(param_space={"x": uniform(0, 1)}, num_samples=3, seed=5)
+    expected = run_all(
+        BasicVariantGenerator(param_space={"x": uniform(0, 1)}, num_samples=3, seed=5)
+    )
     first = gen.suggest("t0")
     bare = BasicVariantGenerator()
     bare.set_state(pickle.loads(cloudpickle.dumps(gen.get_state())))
@@ -282,16 +326,16 @@ def test_state_restores_into_a_bare_generator():
 
 def test_unseeded_generator_state_round_trip():
     space = {"x": uniform(0, 1)}
-    gen = BasicVariantGenerator(space, num_samples=4)
+    gen = BasicVariantGenerator(param_space=space, num_samples=4)
     state = cloudpickle.dumps(gen.get_state())
     expected = run_all(gen)
-    restored = BasicVariantGenerator(space, num_samples=4)
+    restored = BasicVariantGenerator(param_space=space, num_samples=4)
     restored.set_state(pickle.loads(state))
     assert run_all(restored) == expected
 
 
 def test_max_concurrent_waits_for_completions():
-    gen = BasicVariantGenerator({"x": uniform(0, 1)}, num_samples=3, max_concurrent=2)
+    gen = BasicVariantGenerator(param_space={"x": uniform(0, 1)}, num_samples=3, max_concurrent=2)
     assert isinstance(gen.suggest("t0"), dict) and isinstance(gen.suggest("t1"), dict)
     assert gen.suggest("t2") is None
     gen.on_trial_complete("t0", {"loss": 1.0})
@@ -304,14 +348,14 @@ def test_experiment_tag_names_variable_keys_only():
         "model": {"depth": randint(3, 4), "name": "mlp"},
         "opt": choice(["sgd"]),
     }
-    gen = BasicVariantGenerator(space, seed=0)
+    gen = BasicVariantGenerator(param_space=space, seed=0)
     config = gen.suggest("t0")
     assert gen.experiment_tag("t0", config) == "lr=0.01,model/depth=3,opt=sgd"
     assert gen.experiment_tag("t0", {"x": 1}) == ""
 
 
 def test_experiment_tag_formats_floats_compactly():
-    gen = BasicVariantGenerator({"lr": uniform(0, 1), "m": grid_search([0.9, 1e-5])})
+    gen = BasicVariantGenerator(param_space={"lr": uniform(0, 1), "m": grid_search([0.9, 1e-5])})
     assert gen.experiment_tag("t", {"lr": 0.0123456, "m": 1e-5}) == "lr=0.01235,m=1e-05"
 
 
@@ -321,7 +365,7 @@ def test_set_search_properties_adopts_space_when_none_given():
     assert gen.set_search_properties("loss", "min", space, num_samples=2)
     assert gen.metric == "loss" and gen.mode == "min"
     assert [c["a"] for c in run_all(gen)] == [9, 1, 2]
-    other = BasicVariantGenerator({"a": 1})
+    other = BasicVariantGenerator(param_space={"a": 1})
     assert other.set_search_properties(None, None, {"a": 1})
     assert not other.set_search_properties(None, None, {"b": 2})
 

@@ -96,19 +96,52 @@ def _first_uncopyable(obj: Any, path: Path = ()) -> Path:
     return path
 
 
-def _instantiate(obj: Any, rng: random.Random, chosen: dict[Path, Any], path: Path = ()) -> Any:
-    """A fresh copy of `obj`, grid values chosen and domains sampled; `sample_from` comes later."""
+def _instantiate(
+    obj: Any,
+    rng: random.Random,
+    chosen: dict[Path, Any],
+    path: Path = (),
+    grid_rng: random.Random | None = None,
+) -> Any:
+    """A fresh copy of `obj`, grid values chosen and domains sampled; `sample_from` comes later.
+    Domains inside a chosen grid value draw from `grid_rng` (default: `rng`)."""
     if path in chosen:
-        return _instantiate(chosen[path], rng, {}, path)
+        return _instantiate(chosen[path], grid_rng or rng, {}, path)
     if isinstance(obj, Function):
         return obj
     if isinstance(obj, Domain):
         return _instantiate(obj.sample(rng), rng, {}, path)
     if isinstance(obj, dict):
-        return {key: _instantiate(value, rng, chosen, (*path, key)) for key, value in obj.items()}
+        return {
+            key: _instantiate(value, rng, chosen, (*path, key), grid_rng)
+            for key, value in obj.items()
+        }
     if isinstance(obj, list):
-        return [_instantiate(value, rng, chosen, (*path, index)) for index, value in enumerate(obj)]
+        return [
+            _instantiate(value, rng, chosen, (*path, index), grid_rng)
+            for index, value in enumerate(obj)
+        ]
     return copy.deepcopy(obj)
+
+
+def _seed_of(random_state: Any) -> int:
+    """Ray Tune's `random_state`: an int seed, a numpy Generator or RandomState to draw one from,
+    or None for numpy's global generator (so `np.random.seed(...)` makes a run repeatable, as in
+    Ray Tune)."""
+    import numpy as np
+
+    if random_state is None:
+        return int(np.random.randint(0, 2**62, dtype=np.int64))
+    if isinstance(random_state, Integral) and not isinstance(random_state, bool):
+        return int(random_state)
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(0, 2**62))
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(0, 2**62, dtype=np.int64))
+    raise TypeError(
+        "BasicVariantGenerator: random_state must be an int, a numpy Generator or RandomState, "
+        f"or None; got {type(random_state).__name__}"
+    )
 
 
 class _Unresolved(Exception):
@@ -193,13 +226,19 @@ class BasicVariantGenerator(Searcher):
 
     def __init__(
         self,
+        points_to_evaluate: list[dict[str, Any]] | None = None,
+        max_concurrent: int = 0,
+        constant_grid_search: bool = False,
+        random_state: Any = None,
+        *,
         param_space: dict[str, Any] | None = None,
         num_samples: int | None = None,
         seed: int | None = None,
-        points_to_evaluate: list[dict[str, Any]] | None = None,
-        max_concurrent: int = 0,
     ) -> None:
         super().__init__()
+        if seed is not None and random_state is not None:
+            raise ValueError("BasicVariantGenerator takes seed or random_state, not both")
+        seed = _seed_of(random_state) if seed is None else seed
         # None: TuneConfig(num_samples=...) decides, as for Ray Tune's BasicVariantGenerator
         self._num_samples_given = num_samples is not None
         num_samples = 1 if num_samples is None else num_samples
@@ -225,7 +264,8 @@ class BasicVariantGenerator(Searcher):
                 )
         self._num_samples = int(num_samples)
         self._max_concurrent = int(max_concurrent)
-        self._seed = int(seed) if seed is not None else random.SystemRandom().getrandbits(63)
+        self._seed = int(seed)
+        self._constant_grid_search = bool(constant_grid_search)
         self._points = [
             _copy_space(point, f"points_to_evaluate[{index}]")
             for index, point in enumerate(points_to_evaluate or [])
@@ -266,16 +306,17 @@ class BasicVariantGenerator(Searcher):
         self._space_given = True
         return True
 
-    def _locate(self, index: int) -> tuple[dict[str, Any], int] | None:
-        """The space and grid combination number of trial `index`, or None past the last trial."""
-        for space in self._point_spaces:
+    def _locate(self, index: int) -> tuple[dict[str, Any], int, int] | None:
+        """The space, grid combination number and sample number (points first) of trial
+        `index`, or None past the last trial."""
+        for sample, space in enumerate(self._point_spaces):
             size = _grid_size(space)
             if index < size:
-                return space, index
+                return space, index, sample
             index -= size
         size = _grid_size(self._param_space)
         if index < self._samples_left() * size:
-            return self._param_space, index % size
+            return self._param_space, index % size, len(self._points) + index // size
         return None
 
     def _samples_left(self) -> int:
@@ -286,13 +327,17 @@ class BasicVariantGenerator(Searcher):
         located = self._locate(index)
         if located is None:
             return None
-        space, combination = located
+        space, combination, sample = located
         chosen = {}
         for path, values in _grid_vars(space):
             chosen[path] = values[combination % len(values)]
             combination //= len(values)
         rng = random.Random(f"rtune:{self._seed}:{index}")
-        config = _instantiate(space, rng, chosen)
+        # constant_grid_search: one draw of the random values per sample, shared by its grid
+        # combinations (grid values that are themselves domains still draw per trial)
+        shared = getattr(self, "_constant_grid_search", False)
+        sampled = random.Random(f"rtune:{self._seed}:sample:{sample}") if shared else rng
+        config = _instantiate(space, sampled, chosen, grid_rng=rng)
         _resolve_functions(config, rng)
         return config
 
