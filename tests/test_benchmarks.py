@@ -30,6 +30,7 @@ RUNS = {
     "checkpoint_sync.py": (["--mb", "4", "--files", "2"], "rtune commit_checkpoint"),
     "scale.py": (["--trials", "200"], "controller peak RSS"),
     "pbt.py": (["--trials", "4", "--iterations", "10"], "exploits"),
+    "searchers.py": (["--trials", "12"], "searcher state at the end"),
 }
 
 
