@@ -217,7 +217,7 @@ def test_storage_down_too_long_stops_with_a_clear_error(
     proxied_s3, s3_server, tmp_path, monkeypatch
 ):
     proxy, uri = proxied_s3
-    monkeypatch.setenv("RTUNE_STORAGE_RETRY_S", "2")
+    monkeypatch.setenv("RTUNE_STORAGE_RETRY_S", "1")  # each operation: the outage outlasts it
     watcher = _when_checkpoints_exist(
         s3_server.filesystem(), f"{S3_BUCKET}/{tmp_path.name}", 2, proxy.down
     )
