@@ -12,6 +12,7 @@ import pytest
 SEARCHERS = [
     ("rtune.search.optuna", "OptunaSearch", "optuna", "rtune[optuna]"),
     ("rtune.search.hyperopt", "HyperOptSearch", "hyperopt", "rtune[hyperopt]"),
+    ("rtune.search.bayesopt", "BayesOptSearch", "bayes_opt", "rtune[bayesopt]"),
 ]
 
 

@@ -14,14 +14,14 @@ from iteration_checkpoints import ctrl_c_when
 
 import rtune as tune
 
-TRIALS, CUT_AFTER = 14, 11
+TRIALS, CUT_AFTER = 10, 7  # the cut falls after the random start-up trials of each
 
 
 def _optuna():
-    pytest.importorskip("optuna")
+    optuna = pytest.importorskip("optuna")
     from rtune.search.optuna import OptunaSearch
 
-    return OptunaSearch(seed=11)
+    return OptunaSearch(sampler=optuna.samplers.TPESampler(seed=11, n_startup_trials=5))
 
 
 def _hyperopt():
@@ -31,7 +31,14 @@ def _hyperopt():
     return HyperOptSearch(n_initial_points=5, random_state_seed=11)
 
 
-SEARCHERS = {"optuna": _optuna, "hyperopt": _hyperopt}
+def _bayesopt():
+    pytest.importorskip("bayes_opt")
+    from rtune.search.bayesopt import BayesOptSearch
+
+    return BayesOptSearch(random_state=11, random_search_steps=4)
+
+
+SEARCHERS = {"optuna": _optuna, "hyperopt": _hyperopt, "bayesopt": _bayesopt}
 
 
 def slow_quadratic(config, log):
