@@ -37,11 +37,12 @@ from rtune.search.bayesopt.space import (
     to_acquisition,
     to_pbounds,
 )
+from rtune.search.library_searcher import LibrarySearcher
 from rtune.search.searcher import Searcher, SearcherNeeds
-from rtune.search.suggestions import merged, split_space
+from rtune.search.suggestions import merged
 
 
-class BayesOptSearch(Searcher):
+class BayesOptSearch(LibrarySearcher):
     """Ray Tune's `BayesOptSearch(space=None, metric=None, mode=None, points_to_evaluate=None,
     utility_kwargs=None, random_state=42, random_search_steps=10, verbose=0, patience=5,
     skip_duplicate=True, analysis=None, repeat_float_precision=5)`.
@@ -100,7 +101,7 @@ class BayesOptSearch(Searcher):
 
     # ---- set-up ----
 
-    def _set_space(self, space: Any, bounds_allowed: bool) -> None:
+    def _set_space(self, space: Any, bounds_allowed: bool = True) -> None:
         if not isinstance(space, dict):
             raise TypeError(f"BayesOptSearch: space must be a dict, got {type(space).__name__}")
         self._space = to_pbounds(space, bounds_allowed)
@@ -112,24 +113,11 @@ class BayesOptSearch(Searcher):
         # refused now, naming the key, rather than mid-run
         self._points = [(p, self._encode(p, "a point to evaluate")) for p in self._given_points]
 
-    def set_search_properties(
-        self, metric: str | None, mode: str | None, config: dict[str, Any] | None, **spec: Any
-    ) -> bool:
-        if self._space is not None and not self._space_from_config:
-            if config and split_space(config)[1]:  # it holds search parameters
-                return False  # a space in both places: the caller reports it
-        super().set_search_properties(metric, mode, config)
-        if self._space is None:
-            self._set_space(config or {}, bounds_allowed=False)
-            self._space_from_config = True  # a restored Tuner passes the same one again
-        if self._metric is None or self._mode is None:
-            raise ValueError(
-                "BayesOptSearch needs a metric and a mode: give them to BayesOptSearch or to "
-                "TuneConfig(metric=..., mode=...)"
-            )
-        if self._optimizer is None:
-            self._start()
-        return True
+    def _set_space_from_config(self, config: dict[str, Any]) -> None:
+        self._set_space(config, bounds_allowed=False)
+
+    def _started(self) -> bool:
+        return self._optimizer is not None
 
     def _start(self) -> None:
         with warnings.catch_warnings():
@@ -149,11 +137,7 @@ class BayesOptSearch(Searcher):
     # ---- the loop ----
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
-        if self._optimizer is None:
-            raise RuntimeError(
-                "BayesOptSearch is not set up yet: it needs a space, a metric and a mode "
-                "(set_search_properties)"
-            )
+        self._require_started("suggest")
         if self._finished:
             return Searcher.FINISHED
         point, from_model, opt = None, False, self._optimizer
@@ -202,11 +186,7 @@ class BayesOptSearch(Searcher):
     ) -> None:
         """Register a point evaluated elsewhere (an errored or pruned one teaches the GP
         nothing). `parameters` is a config as the trainable got it."""
-        if self._optimizer is None:
-            raise RuntimeError(
-                "BayesOptSearch.add_evaluated_point: the searcher needs its space, metric and "
-                "mode first"
-            )
+        self._require_started("add_evaluated_point")
         if error or pruned:
             return
         self._changes += 1

@@ -17,8 +17,9 @@ from typing import Any
 
 from rtune._values import is_number
 from rtune.search.hyperopt.space import to_hyperopt, to_labels
-from rtune.search.searcher import Searcher, SearcherNeeds
-from rtune.search.suggestions import merged, split_space
+from rtune.search.library_searcher import LibrarySearcher
+from rtune.search.searcher import SearcherNeeds
+from rtune.search.suggestions import merged
 
 
 def _hyperopt() -> Any:
@@ -31,7 +32,7 @@ def _hyperopt() -> Any:
     return hyperopt
 
 
-class HyperOptSearch(Searcher):
+class HyperOptSearch(LibrarySearcher):
     """Ray Tune's `HyperOptSearch(space=None, metric=None, mode=None, points_to_evaluate=None,
     n_initial_points=20, random_state_seed=None, gamma=0.25)`.
 
@@ -95,24 +96,8 @@ class HyperOptSearch(Searcher):
         for point in self._points:  # refused now, naming the key, rather than mid-run
             to_labels(self._space, point)
 
-    def set_search_properties(
-        self, metric: str | None, mode: str | None, config: dict[str, Any] | None, **spec: Any
-    ) -> bool:
-        if self._space is not None and not self._space_from_config:
-            if config and split_space(config)[1]:  # it holds search parameters
-                return False  # a space in both places: the caller reports it
-        super().set_search_properties(metric, mode, config)
-        if self._space is None:
-            self._set_space(config or {})
-            self._space_from_config = True  # a restored Tuner passes the same one again
-        if self._metric is None or self._mode is None:
-            raise ValueError(
-                "HyperOptSearch needs a metric and a mode: give them to HyperOptSearch or to "
-                "TuneConfig(metric=..., mode=...)"
-            )
-        if self._trials is None:
-            self._start()
-        return True
+    def _started(self) -> bool:
+        return self._trials is not None
 
     def _start(self) -> None:
         self._trials = _hyperopt().Trials()
@@ -132,11 +117,7 @@ class HyperOptSearch(Searcher):
     # ---- the loop ----
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
-        if self._trials is None:
-            raise RuntimeError(
-                "HyperOptSearch is not set up yet: it needs a space, a metric and a mode "
-                "(set_search_properties)"
-            )
+        self._require_started("suggest")
         hyperopt = _hyperopt()
         domain = self._hyperopt_domain()
         trials = self._trials
@@ -214,11 +195,7 @@ class HyperOptSearch(Searcher):
     ) -> None:
         """Record a point evaluated elsewhere, as if this searcher had suggested it (a pruned
         one counts as ended without the metric)."""
-        if self._trials is None:
-            raise RuntimeError(
-                "HyperOptSearch.add_evaluated_point: the searcher needs its space, metric and "
-                "mode first"
-            )
+        self._require_started("add_evaluated_point")
         (tid,) = self._trials.new_trial_ids(1)
         doc = self._document(tid, to_labels(self._space, parameters))
         self._finish(doc, None if pruned else {self._metric: value}, error)

@@ -20,9 +20,10 @@ from collections.abc import Callable
 from typing import Any
 
 from rtune._values import is_number
+from rtune.search.library_searcher import LibrarySearcher
 from rtune.search.optuna.space import flatten, to_distributions, unflatten
-from rtune.search.searcher import Searcher, SearcherNeeds
-from rtune.search.suggestions import merged, split_space
+from rtune.search.searcher import SearcherNeeds
+from rtune.search.suggestions import merged
 
 _DIRECTIONS = {"min": "minimize", "max": "maximize"}
 
@@ -37,7 +38,7 @@ def _optuna() -> Any:
     return optuna
 
 
-class OptunaSearch(Searcher):
+class OptunaSearch(LibrarySearcher):
     """Ray Tune's `OptunaSearch(space=None, metric=None, mode=None, points_to_evaluate=None,
     sampler=None, study_name=None, storage=None, seed=None, evaluated_rewards=None)`.
 
@@ -92,7 +93,7 @@ class OptunaSearch(Searcher):
         if space is not None:
             self._set_space(space)
             if self._metric is not None and self._mode is not None:
-                self._start_study()
+                self._start()
 
     # ---- set-up ----
 
@@ -112,30 +113,13 @@ class OptunaSearch(Searcher):
                 f"{type(space).__name__}"
             )
 
-    def set_search_properties(
-        self, metric: str | None, mode: str | None, config: dict[str, Any] | None, **spec: Any
-    ) -> bool:
-        if self._space is not None and not self._space_from_config:
-            if config and split_space(config)[1]:  # it holds search parameters
-                return False  # a space in both places: the caller reports it
-        if self._metric is None:
-            self._metric = metric
-        if self._mode is None:
-            self._mode = mode
-        if self._space is None:
-            self._set_space(config or {})
-            self._space_from_config = True  # a restored Tuner passes the same one again
-        if self._metric is None or self._mode is None:
-            raise ValueError(
-                "OptunaSearch needs a metric and a mode: give them to OptunaSearch or to "
-                "TuneConfig(metric=..., mode=...)"
-            )
+    def _check_properties(self) -> None:
         _check_objectives(self._metric, self._mode)
-        if self._study is None:
-            self._start_study()
-        return True
 
-    def _start_study(self) -> None:
+    def _started(self) -> bool:
+        return self._study is not None
+
+    def _start(self) -> None:
         optuna = _optuna()
         modes = self._mode if isinstance(self._mode, list) else [self._mode]
         self._study = optuna.create_study(
@@ -161,11 +145,7 @@ class OptunaSearch(Searcher):
     # ---- the loop ----
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
-        if self._study is None:
-            raise RuntimeError(
-                "OptunaSearch has no study yet: it needs a space, a metric and a mode "
-                "(set_search_properties)"
-            )
+        self._require_started("suggest")
         if callable(self._space):
             ot_trial = self._study.ask()
             returned = self._space(ot_trial)
