@@ -293,19 +293,6 @@ def test_a_real_run_registers_every_trial_and_an_earlier_runs_results(storage):
     assert sorted(r["target"] for r in again.optimizer.res) == sorted(by_x.values())
 
 
-def test_a_space_in_both_places_is_refused_before_anything_is_written(tmp_path):
-    with pytest.raises(ValueError, match="BayesOptSearch has a search space of its own"):
-        tune.Tuner(
-            quadratic,
-            param_space={"y": tune.uniform(0, 1)},
-            tune_config=tune.TuneConfig(
-                search_alg=BayesOptSearch({"x": tune.uniform(0, 1)}), metric="score", mode="max"
-            ),
-            run_config=tune.RunConfig(storage_path=str(tmp_path), name="refused"),
-        )
-    assert not (tmp_path / "refused").exists()
-
-
 @pytest.mark.slow
 def test_ray_tunes_bayesopt_example_runs_with_rtune(tmp_path):
     """By hand, with RTUNE_ALL_EXAMPLES=1, to keep `make test` within its time: the tests above

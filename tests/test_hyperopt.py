@@ -189,19 +189,6 @@ def test_a_real_run_records_every_trial_and_takes_an_earlier_runs_results(storag
     assert sorted(fresh.trials.losses()) == sorted(searcher.trials.losses())
 
 
-def test_a_space_in_both_places_is_refused_before_anything_is_written(tmp_path):
-    with pytest.raises(ValueError, match="HyperOptSearch has a search space of its own"):
-        tune.Tuner(
-            quadratic,
-            param_space={"y": tune.uniform(0, 1)},
-            tune_config=tune.TuneConfig(
-                search_alg=HyperOptSearch({"x": tune.uniform(0, 1)}), metric="score", mode="max"
-            ),
-            run_config=tune.RunConfig(storage_path=str(tmp_path), name="refused"),
-        )
-    assert not (tmp_path / "refused").exists()
-
-
 @pytest.mark.slow
 def test_ray_tunes_hyperopt_example_runs_with_rtune(tmp_path):
     """By hand, with RTUNE_ALL_EXAMPLES=1, to keep `make test` within its time: the tests above

@@ -184,19 +184,6 @@ def quadratic(config):
         tune.report({"score": -((config["x"] - 0.3) ** 2) * (3 - step), "epoch": step})
 
 
-def test_a_space_in_both_places_is_refused_before_anything_is_written(tmp_path):
-    with pytest.raises(ValueError, match="OptunaSearch has a search space of its own"):
-        tune.Tuner(
-            quadratic,
-            param_space={"y": tune.uniform(0, 1)},
-            tune_config=tune.TuneConfig(
-                search_alg=OptunaSearch({"x": tune.uniform(0, 1)}), metric="score", mode="max"
-            ),
-            run_config=tune.RunConfig(storage_path=str(tmp_path), name="refused"),
-        )
-    assert not (tmp_path / "refused").exists()
-
-
 def test_a_real_run_leaves_the_whole_study_in_the_users_searcher(storage):
     searcher = OptunaSearch(seed=5)
     grid = tune.Tuner(
