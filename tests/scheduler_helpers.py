@@ -108,3 +108,9 @@ def run_ray_example(name: str, tmp_path: Path) -> subprocess.CompletedProcess:
     assert "Best hyperparameters" in proc.stdout  # "... found were", "... for loss found were"
     assert os.listdir(tmp_path / "results")  # the results went where RTUNE_STORAGE_PATH says
     return proc
+
+
+def ready(searcher: Any, space: dict | None = None, metric: str = "score", mode: str = "max"):
+    """A searcher given its metric, mode and (optionally) param_space, as the Tuner does."""
+    assert searcher.set_search_properties(metric, mode, space)
+    return searcher

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import cloudpickle
 import pytest
-from scheduler_helpers import run_ray_example
+from scheduler_helpers import ready, run_ray_example
 
 import rtune as tune
 from rtune.search.bayesopt import BayesOptSearch
@@ -23,11 +23,6 @@ from rtune.search.bayesopt.space import to_pbounds
 
 bayes_opt = pytest.importorskip("bayes_opt")
 acquisition = bayes_opt.acquisition
-
-
-def _ready(searcher, space=None, metric="score", mode="max"):
-    assert searcher.set_search_properties(metric, mode, space)
-    return searcher
 
 
 def test_a_nested_space_becomes_flat_pbounds_named_by_slash_joined_keys():
@@ -61,7 +56,7 @@ def test_a_nested_space_becomes_flat_pbounds_named_by_slash_joined_keys():
 
 def test_suggestions_are_plain_python_values_within_the_bounds():
     space = {"x": tune.uniform(-1, 1), "m": {"n": tune.randint(2, 5)}, "c": tune.choice([[8], 16])}
-    searcher = _ready(BayesOptSearch(space, random_search_steps=100, random_state=3))
+    searcher = ready(BayesOptSearch(space, random_search_steps=100, random_state=3))
     configs = [searcher.suggest(f"t{i}") for i in range(40)]
     assert all(type(c["x"]) is float and -1 <= c["x"] <= 1 for c in configs)
     assert {c["m"]["n"] for c in configs} == {2, 3, 4} and all(
@@ -122,7 +117,7 @@ def test_a_metric_and_mode_are_required_and_a_space_in_both_places_is_refused():
 def test_utility_kwargs_become_bayes_opts_acquisition_functions():
     def acq(**kwargs):
         space = {"x": tune.uniform(0, 1)}
-        return _ready(BayesOptSearch(space, **kwargs)).optimizer.acquisition_function
+        return ready(BayesOptSearch(space, **kwargs)).optimizer.acquisition_function
 
     default = acq()  # Ray's default: ucb, kappa 2.576
     assert type(default) is acquisition.UpperConfidenceBound and default.kappa == 2.576
@@ -157,7 +152,7 @@ def _search_loop(searcher, n, cut=None, score=lambda c: -((c["x"] - 0.3) ** 2)):
 
 def test_a_restored_search_suggests_exactly_what_the_uninterrupted_one_would():
     def fresh():
-        return _ready(BayesOptSearch(random_search_steps=4, random_state=7), space)
+        return ready(BayesOptSearch(random_search_steps=4, random_state=7), space)
 
     space = {"x": tune.uniform(0, 1), "epochs": 2}
     whole, searcher = _search_loop(fresh(), 14)
@@ -166,7 +161,7 @@ def test_a_restored_search_suggests_exactly_what_the_uninterrupted_one_would():
     for cut in (2, 9):  # within the random steps, and with the GP suggesting
         again, _ = _search_loop(fresh(), 14, cut=cut)
         assert again == whole, cut
-    other = _ready(BayesOptSearch(random_search_steps=4, random_state=8), space)
+    other = ready(BayesOptSearch(random_search_steps=4, random_state=8), space)
     assert _search_loop(other, 6)[0] != whole[:6]  # the seed made them equal
 
 
@@ -178,7 +173,7 @@ def test_bayes_opt_maximises_the_metric_or_its_negation(mode, optimum):
         return sign * (config["x"] - optimum) ** 2
 
     searcher = BayesOptSearch(random_search_steps=3, random_state=1)
-    _ready(searcher, {"x": tune.uniform(0, 1)}, mode=mode)
+    ready(searcher, {"x": tune.uniform(0, 1)}, mode=mode)
     configs, searcher = _search_loop(searcher, 10, score=score)
     scores = [score(c) for c in configs]
     best = searcher.optimizer.max
@@ -187,7 +182,7 @@ def test_bayes_opt_maximises_the_metric_or_its_negation(mode, optimum):
 
 
 def test_an_error_or_an_end_without_a_number_registers_nothing():
-    searcher = _ready(BayesOptSearch({"x": tune.uniform(0, 1)}), mode="min")
+    searcher = ready(BayesOptSearch({"x": tune.uniform(0, 1)}), mode="min")
     for tid in "abcde":
         searcher.suggest(tid)
     searcher.on_trial_complete("a", {"score": 1.0}, error=True)
@@ -206,7 +201,7 @@ def test_points_to_evaluate_come_first_and_a_repeated_point_is_skipped():
         {"x": 0.25, "m": {"act": "tanh"}},  # the same again: skipped (None, ask later)
         {"x": 0.75, "m": {"act": "relu"}, "note": "mine"},
     ]
-    searcher = _ready(BayesOptSearch(space, points_to_evaluate=points), space=None)
+    searcher = ready(BayesOptSearch(space, points_to_evaluate=points), space=None)
     got = [searcher.suggest(t) for t in "abcd"]
     assert got[:3] == [{**points[0], "epochs": 2}, None, {**points[2], "epochs": 2}]
     assert got[3]["epochs"] == 2 and got[3] not in got[:3]
@@ -217,9 +212,9 @@ def test_points_to_evaluate_come_first_and_a_repeated_point_is_skipped():
         ({"x": 0.75, "m/act": 0}, 2.0),
     ]
     close = [{"x": 0.5, "m": {"act": "relu"}}, {"x": 0.500001, "m": {"act": "relu"}}]
-    coarse = _ready(BayesOptSearch(space, points_to_evaluate=close))
+    coarse = ready(BayesOptSearch(space, points_to_evaluate=close))
     assert [coarse.suggest("a") is None, coarse.suggest("b") is None] == [False, True]
-    fine = _ready(BayesOptSearch(space, points_to_evaluate=close, repeat_float_precision=6))
+    fine = ready(BayesOptSearch(space, points_to_evaluate=close, repeat_float_precision=6))
     assert fine.suggest("a")["x"] == 0.5 and fine.suggest("b")["x"] == 0.500001
     with pytest.raises(ValueError, match=r"point to evaluate has no value for param_space\['x'\]"):
         BayesOptSearch(space, points_to_evaluate=[{"m": {"act": "relu"}}])
@@ -228,7 +223,7 @@ def test_points_to_evaluate_come_first_and_a_repeated_point_is_skipped():
 
 
 def test_a_search_that_keeps_proposing_what_it_evaluated_ends_after_patience_repeats():
-    searcher = _ready(BayesOptSearch({"n": tune.randint(0, 3)}, random_state=0, patience=3))
+    searcher = ready(BayesOptSearch({"n": tune.randint(0, 3)}, random_state=0, patience=3))
     got = []
     for i in range(100):
         config = searcher.suggest(f"t{i}")
@@ -244,7 +239,7 @@ def test_a_search_that_keeps_proposing_what_it_evaluated_ends_after_patience_rep
 
 
 def test_a_running_trials_point_waits_for_its_result_and_never_ends_the_search():
-    searcher = _ready(BayesOptSearch({"n": tune.randint(0, 2)}, random_state=0, patience=2))
+    searcher = ready(BayesOptSearch({"n": tune.randint(0, 2)}, random_state=0, patience=2))
     got = {f"t{i}": searcher.suggest(f"t{i}") for i in range(20)}
     live = {tid: c for tid, c in got.items() if c is not None}
     assert sorted(c["n"] for c in live.values()) == [0, 1]  # both running: the rest wait (None)
@@ -255,7 +250,7 @@ def test_a_running_trials_point_waits_for_its_result_and_never_ends_the_search()
 
 
 def test_points_evaluated_elsewhere_are_registered_with_the_metrics_sign():
-    searcher = _ready(BayesOptSearch({"x": tune.uniform(0, 1), "k": 1}), mode="min")
+    searcher = ready(BayesOptSearch({"x": tune.uniform(0, 1), "k": 1}), mode="min")
     searcher.add_evaluated_point({"x": 0.2, "k": 1}, 3.0)
     searcher.add_evaluated_point({"x": 0.4}, 1.0, error=True)
     searcher.add_evaluated_point({"x": 0.6}, 1.0, pruned=True)
@@ -289,7 +284,7 @@ def test_a_real_run_registers_every_trial_and_an_earlier_runs_results(storage):
     by_x = {r.config["x"]: r.metrics["score"] for r in grid}
     assert {r["params"]["x"]: r["target"] for r in registered} == by_x  # the last result's
     # an earlier run's results, the optimizer's start (Ray's `analysis`)
-    again = _ready(BayesOptSearch(analysis=grid), {"x": tune.uniform(0, 1)})
+    again = ready(BayesOptSearch(analysis=grid), {"x": tune.uniform(0, 1)})
     assert sorted(r["target"] for r in again.optimizer.res) == sorted(by_x.values())
 
 

@@ -9,7 +9,7 @@ import os
 
 import cloudpickle
 import pytest
-from scheduler_helpers import run_ray_example
+from scheduler_helpers import ready, run_ray_example
 
 import rtune as tune
 from rtune.search.hyperopt import HyperOptSearch
@@ -17,11 +17,6 @@ from rtune.search.hyperopt.space import to_hyperopt
 
 hyperopt = pytest.importorskip("hyperopt")
 hp = hyperopt.hp
-
-
-def _ready(searcher, space=None, metric="score", mode="max"):
-    assert searcher.set_search_properties(metric, mode, space)
-    return searcher
 
 
 def test_rtune_primitives_sample_within_their_bounds_through_hyperopt():
@@ -39,7 +34,7 @@ def test_rtune_primitives_sample_within_their_bounds_through_hyperopt():
     assert constants == {"epochs": 3, "tags": ["a", "b"]}
     labels = set(hyperopt.Domain(lambda s: s, sampled).params)
     assert labels == {"lr", "q", "net/width", "net/depth", "units", "layers", "noise"}
-    searcher = _ready(HyperOptSearch(random_state_seed=0, n_initial_points=100), space)
+    searcher = ready(HyperOptSearch(random_state_seed=0, n_initial_points=100), space)
     configs = [searcher.suggest(f"t{i}") for i in range(120)]
     assert all(1e-4 <= c["lr"] <= 1e-1 for c in configs)
     assert {c["q"] for c in configs} <= {0.25, 0.5, 0.75, 1.0}
@@ -98,7 +93,7 @@ def _search_loop(searcher, n, cut=None):
 
 def test_a_restored_search_suggests_exactly_what_the_uninterrupted_one_would():
     def fresh():
-        return _ready(HyperOptSearch(n_initial_points=5, random_state_seed=7), space)
+        return ready(HyperOptSearch(n_initial_points=5, random_state_seed=7), space)
 
     space = {"x": tune.uniform(0, 1), "epochs": 2}
     whole, searcher = _search_loop(fresh(), 30)
@@ -110,11 +105,11 @@ def test_a_restored_search_suggests_exactly_what_the_uninterrupted_one_would():
         again, _ = _search_loop(fresh(), 30, cut=cut)
         assert again == whole, cut
     seeded = HyperOptSearch(n_initial_points=5, random_state_seed=8)
-    assert _search_loop(_ready(seeded, space), 30)[0] != whole  # the seed made them equal
+    assert _search_loop(ready(seeded, space), 30)[0] != whole  # the seed made them equal
 
 
 def test_an_error_and_an_end_without_the_metric_teach_tpe_nothing():
-    searcher = _ready(HyperOptSearch({"x": tune.uniform(0, 1)}, random_state_seed=1), mode="min")
+    searcher = ready(HyperOptSearch({"x": tune.uniform(0, 1)}, random_state_seed=1), mode="min")
     for tid in "abcd":
         searcher.suggest(tid)
     searcher.on_trial_complete("a", None, error=True)
@@ -184,7 +179,7 @@ def test_a_real_run_records_every_trial_and_takes_an_earlier_runs_results(storag
     assert len(docs) == 6 and all(d["result"]["status"] == "ok" for d in docs)
     assert sorted(searcher.trials.losses()) == sorted(-r.metrics["score"] for r in grid)
     # an earlier run's trials, told to a new searcher (Searcher.add_evaluated_trials)
-    fresh = _ready(HyperOptSearch({"x": tune.uniform(0, 1)}))
+    fresh = ready(HyperOptSearch({"x": tune.uniform(0, 1)}))
     fresh.add_evaluated_trials(grid, "score")
     assert sorted(fresh.trials.losses()) == sorted(searcher.trials.losses())
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import cloudpickle
 import pytest
 from driver_runs import Run, crash_loop
-from scheduler_helpers import run_ray_example
+from scheduler_helpers import ready, run_ray_example
 
 import rtune as tune
 from rtune.search.optuna import OptunaSearch
@@ -23,11 +23,6 @@ from rtune.search.optuna.space import to_distributions
 optuna = pytest.importorskip("optuna")
 D = optuna.distributions
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
-def _ready(searcher, space=None, metric="score", mode="max"):
-    searcher.set_search_properties(metric, mode, space)
-    return searcher
 
 
 def test_rtune_primitives_become_optuna_distributions_nested_keys_joined_by_slash():
@@ -102,18 +97,18 @@ def _study_loop(searcher, n, cut=None, score=lambda c: -((c["x"] - 0.3) ** 2)):
 
 def test_a_restored_study_suggests_exactly_what_the_uninterrupted_one_would():
     space = {"x": tune.uniform(0, 1), "epochs": 2}
-    whole, searcher = _study_loop(_ready(OptunaSearch(seed=7), space), 14)
+    whole, searcher = _study_loop(ready(OptunaSearch(seed=7), space), 14)
     assert all(c["epochs"] == 2 for c in whole)  # the space's constants are in every config
     trials = searcher.study.trials
     assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 14
     assert all(sorted(t.intermediate_values) == [1, 2] for t in trials)
     for cut in (3, 11):  # before and after TPE's 10 start-up trials
-        again, _ = _study_loop(_ready(OptunaSearch(seed=7), space), 14, cut=cut)
+        again, _ = _study_loop(ready(OptunaSearch(seed=7), space), 14, cut=cut)
         assert again == whole, cut
 
 
 def test_an_error_fails_the_optuna_trial_and_an_end_without_the_metric_prunes_it():
-    searcher = _ready(OptunaSearch({"x": tune.uniform(0, 1)}, seed=1))
+    searcher = ready(OptunaSearch({"x": tune.uniform(0, 1)}, seed=1))
     for tid in "abc":
         searcher.suggest(tid)
     searcher.on_trial_complete("a", None, error=True)
@@ -127,9 +122,9 @@ def test_an_error_fails_the_optuna_trial_and_an_end_without_the_metric_prunes_it
 def test_points_to_evaluate_come_first_and_evaluated_rewards_are_recorded():
     points = [{"x": 0.25, "m": {"d": 2}}, {"x": 0.75, "m": {"d": 3}}]
     space = {"x": tune.uniform(0, 1), "m": {"d": tune.randint(1, 5)}}
-    first = _ready(OptunaSearch(space, points_to_evaluate=points, seed=1))
+    first = ready(OptunaSearch(space, points_to_evaluate=points, seed=1))
     assert [first.suggest("a"), first.suggest("b")] == points
-    told = _ready(OptunaSearch(space, points_to_evaluate=points, evaluated_rewards=[1.0, 2.0]))
+    told = ready(OptunaSearch(space, points_to_evaluate=points, evaluated_rewards=[1.0, 2.0]))
     assert [(t.params, t.value) for t in told.study.trials] == [
         ({"x": 0.25, "m/d": 2}, 1.0),
         ({"x": 0.75, "m/d": 3}, 2.0),
@@ -145,7 +140,7 @@ def test_a_define_by_run_space_and_a_multi_objective_study():
             trial.suggest_float("a/lr", 1e-3, 1e-1, log=True)
         return {"epochs": 4}
 
-    searcher = _ready(OptunaSearch(space, metric=["loss", "acc"], mode=["min", "max"], seed=3))
+    searcher = ready(OptunaSearch(space, metric=["loss", "acc"], mode=["min", "max"], seed=3))
     config = searcher.suggest("t")
     assert config["epochs"] == 4 and config["kind"] in ("a", "b")
     assert ("a" in config) == (config["kind"] == "a")
@@ -163,7 +158,7 @@ def test_a_restore_fails_the_asks_its_experiment_lost_in_a_shared_study(tmp_path
             optuna.storages.journal.JournalFileBackend(path)
         )
 
-    searcher = _ready(OptunaSearch({"x": tune.uniform(0, 1)}, study_name="s", storage=journal()))
+    searcher = ready(OptunaSearch({"x": tune.uniform(0, 1)}, study_name="s", storage=journal()))
     searcher.suggest("exp1_00000")
     written = cloudpickle.dumps(searcher.get_state())  # the experiment's last state write
     searcher.suggest("exp1_00001")  # asked, then the driver was killed: lost
@@ -200,7 +195,7 @@ def test_a_real_run_leaves_the_whole_study_in_the_users_searcher(storage):
     assert all(sorted(t.intermediate_values) == [1, 2] for t in trials)
     assert sorted(t.params["x"] for t in trials) == sorted(r.config["x"] for r in grid)
     # an earlier run's trials, told to a new study (Searcher.add_evaluated_trials)
-    fresh = _ready(OptunaSearch({"x": tune.uniform(0, 1)}))
+    fresh = ready(OptunaSearch({"x": tune.uniform(0, 1)}))
     fresh.add_evaluated_trials(grid, "score")
     told = fresh.study.trials
     assert sorted(t.params["x"] for t in told) == sorted(r.config["x"] for r in grid)

@@ -16,7 +16,8 @@ from rtune.search.suggestions import split_space
 
 class LibrarySearcher(Searcher):
     """A subclass sets `_space` (None until known) and `_space_from_config` in `__init__`, and
-    defines `_set_space`, `_started` and `_start`."""
+    defines `_set_space`, `_started` and `_start`. Its suggestions depend on results and it does
+    not count trials: the `Searcher` default `needs`."""
 
     _space: Any
     _space_from_config: bool

@@ -38,7 +38,7 @@ from rtune.search.bayesopt.space import (
     to_pbounds,
 )
 from rtune.search.library_searcher import LibrarySearcher
-from rtune.search.searcher import Searcher, SearcherNeeds
+from rtune.search.searcher import Searcher
 from rtune.search.suggestions import merged
 
 
@@ -51,8 +51,6 @@ class BayesOptSearch(LibrarySearcher):
     bounds (`{"x": (0, 1)}`); None takes `param_space` from the Tuner. `utility_kwargs`: Ray's
     `{"kind": "ucb" | "ei" | "poi", "kappa": 2.576, "xi": 0.0}`. `analysis`: an earlier run's
     `ResultGrid` (or list of `Result`s), whose points the optimizer starts from."""
-
-    needs = SearcherNeeds(suggests_ahead=False, counts_trials=False)
 
     def __init__(
         self,

@@ -18,7 +18,6 @@ from typing import Any
 from rtune._values import is_number
 from rtune.search.hyperopt.space import to_hyperopt, to_labels
 from rtune.search.library_searcher import LibrarySearcher
-from rtune.search.searcher import SearcherNeeds
 from rtune.search.suggestions import merged
 
 
@@ -41,8 +40,6 @@ class HyperOptSearch(LibrarySearcher):
     `points_to_evaluate`: configs tried first, in order, as the trainable would get them.
     `n_initial_points` random suggestions come before TPE models the results; `gamma` is TPE's
     quantile of good trials."""
-
-    needs = SearcherNeeds(suggests_ahead=False, counts_trials=False)
 
     def __init__(
         self,

@@ -22,7 +22,6 @@ from typing import Any
 from rtune._values import is_number
 from rtune.search.library_searcher import LibrarySearcher
 from rtune.search.optuna.space import flatten, to_distributions, unflatten
-from rtune.search.searcher import SearcherNeeds
 from rtune.search.suggestions import merged
 
 _DIRECTIONS = {"min": "minimize", "max": "maximize"}
@@ -47,8 +46,6 @@ class OptunaSearch(LibrarySearcher):
     on the trial and may return a dict of constants; None takes `param_space` from the Tuner.
     `metric` and `mode` may be lists, for a multi-objective study. `sampler` defaults to
     `TPESampler(seed=seed)`."""
-
-    needs = SearcherNeeds(suggests_ahead=False, counts_trials=False)
 
     def __init__(
         self,
