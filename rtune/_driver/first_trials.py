@@ -42,22 +42,25 @@ def first_trial_actors(setup: ExperimentSetup, expected_trials: int | None) -> l
     ]
 
 
-def start_first_trials(setup: ExperimentSetup, actors: list) -> FirstTrials:
-    """Start the first trials on the driver's first actors.
-
-    Only where the searcher's suggestions may be made ahead, the scheduler runs trials in order
-    (both declared in their `needs`), no name creator runs, and nothing is restored. The
-    searcher's state moves on with it: `setup` is sent to the controller afterwards."""
-    first = FirstTrials(actors)
-    if not (
-        actors
-        and not setup.restored_trials
+def driver_starts_trials(setup: ExperimentSetup) -> bool:
+    """Whether the driver may start trials: where the searcher's suggestions may be made ahead,
+    the scheduler runs trials in order (both declared in their `needs`), no name creator runs,
+    and nothing is restored."""
+    return bool(
+        not setup.restored_trials
         and not setup.known_trial_dirs
         and setup.searcher.needs.suggests_ahead
         and setup.scheduler.needs.runs_in_order
         and setup.trial_name_creator is None
         and setup.trial_dirname_creator is None
-    ):
+    )
+
+
+def start_first_trials(setup: ExperimentSetup, actors: list) -> FirstTrials:
+    """Start the first trials on the driver's first actors, where `driver_starts_trials`. The
+    searcher's state moves on with it: `setup` is sent to the controller afterwards."""
+    first = FirstTrials(actors)
+    if not (actors and driver_starts_trials(setup)):
         return first
 
     def call_user(fn: Any, *args: Any) -> Any:

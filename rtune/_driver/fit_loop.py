@@ -131,29 +131,39 @@ class FitLoop:
         # processes at once as there are CPUs): a run of two trials starts both at once
         # a stop signal from here on drains: the first trials run before the controller exists
         with forward_stop_signals() as requests:
-            first = start_first_trials(
-                setup, first_trial_actors(setup, self._expected_trials(setup))
-            )
+            controller = first = None
             try:
+                if not setup.searcher.needs.suggests_ahead:
+                    # no trial starts before the controller asks the searcher: the controller
+                    # first, in one of the worker processes Ray keeps started (as many as
+                    # CPUs), loading the search library while a trial actor's process starts.
+                    # 20 Optuna trials on a fresh Ray: fit() 1.03 s -> 0.79 s (median of 3)
+                    controller = self._new_controller(name, setup)
+                first = start_first_trials(
+                    setup, first_trial_actors(setup, self._expected_trials(setup))
+                )
                 await_first_trials(first)
-                controller = RemoteController.options(
-                    name=name,
-                    namespace=CONTROLLER_NAMESPACE,
-                    lifetime=None,
-                    # on the driver's node: a worker node's loss must cost trials, never the
-                    # controller
-                    scheduling_strategy=NodeAffinitySchedulingStrategy(
-                        ray.get_runtime_context().get_node_id(), soft=False
-                    ),
-                ).remote(setup)
+                if controller is None:
+                    controller = self._new_controller(name, setup)
                 lease.stop()  # the controller renews it from its start
-                try:
-                    summary = self._drive(controller, storage, first, requests)
-                finally:
-                    ray.kill(controller)
+                summary = self._drive(controller, storage, first, requests)
             finally:
-                kill_actors(first.actors)  # the driver's own: gone with the controller too
+                if controller is not None:
+                    ray.kill(controller)
+                if first is not None:  # the driver's own: gone with the controller too
+                    kill_actors(first.actors)
         return self._finish(summary, storage)
+
+    def _new_controller(self, name: str, setup: ExperimentSetup) -> Any:
+        return RemoteController.options(
+            name=name,
+            namespace=CONTROLLER_NAMESPACE,
+            lifetime=None,
+            # on the driver's node: a worker node's loss must cost trials, never the controller
+            scheduling_strategy=NodeAffinitySchedulingStrategy(
+                ray.get_runtime_context().get_node_id(), soft=False
+            ),
+        ).remote(setup)
 
     def _expected_trials(self, setup: ExperimentSetup) -> int | None:
         """How many trials are left to run, where that is known before the searcher runs."""
