@@ -1,11 +1,13 @@
 """rtune: Ray-Tune-compatible hyperparameter tuning that you can stop at any moment and resume
 anywhere. `import rtune as tune` runs scripts written for `ray.tune`."""
 
+from rtune import logger
 from rtune._config import CheckpointConfig, FailureConfig, RunConfig, TuneConfig
 from rtune._durable.storage import StorageError
 from rtune._execution.resources import PlacementGroupFactory, with_resources
 from rtune._execution.session import get_checkpoint, get_context, report
 from rtune._strict import strict_api
+from rtune.callback import Callback
 from rtune.checkpoint import Checkpoint
 from rtune.control import stop_experiment
 from rtune.result_grid import Result, ResultGrid, TrialError
@@ -43,6 +45,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BasicVariantGenerator",
+    "Callback",
+    "logger",
     "Checkpoint",
     "CheckpointConfig",
     "CombinedStopper",

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from numbers import Integral
 from typing import Any
 
+import cloudpickle
+
 DEFAULT_STORAGE_PATH = "~/rtune_results"
 
 
@@ -119,6 +121,9 @@ class RunConfig:
     failure_config: FailureConfig = field(default_factory=FailureConfig)
     verbose: int = 1
     callbacks: list | None = None
+    # rtune's own: CSV, JSON and TensorBoard files in each trial's directory, as Ray Tune writes
+    # by default (rtune/logger/); False: only the callbacks given
+    default_loggers: bool = True
     # rtune's own: stored with the experiment, so a restore runs as the run did. None: from the
     # environment (rtune/_settings.py). Defaults are needed: an experiment stored before a field
     # existed unpickles without it and reads the class default.
@@ -151,6 +156,11 @@ class RunConfig:
                 "RunConfig.max_pending_trials must be None or an int >= 1, "
                 f"got {self.max_pending_trials!r}"
             )
+        if not isinstance(self.default_loggers, bool):
+            raise ValueError(
+                f"RunConfig.default_loggers must be True or False, got {self.default_loggers!r}"
+            )
+        self._check_callbacks()
         if self.verbose not in (0, 1, 2, 3):
             raise ValueError(f"RunConfig.verbose must be 0, 1, 2 or 3, got {self.verbose!r}")
         if self.checkpoint_config is None:
@@ -169,6 +179,34 @@ class RunConfig:
             )
         self.checkpoint_config.validate()
         self.failure_config.validate()
+
+    def _check_callbacks(self) -> None:
+        """Callbacks are Callback objects that pickle: they run in the controller actor."""
+        from rtune.callback import Callback
+
+        if self.callbacks is None:
+            return
+        if not isinstance(self.callbacks, (list, tuple)):
+            raise TypeError(
+                f"RunConfig.callbacks must be a list of rtune.Callback objects, "
+                f"got {type(self.callbacks).__name__}"
+            )
+        for index, callback in enumerate(self.callbacks):
+            where = f"RunConfig.callbacks[{index}]"
+            if isinstance(callback, type):
+                raise TypeError(f"{where} is the class {callback.__name__}; pass an instance")
+            if not isinstance(callback, Callback):
+                raise TypeError(
+                    f"{where} ({type(callback).__name__}) is not a rtune.Callback: subclass "
+                    "tune.Callback (or tune.logger.LoggerCallback)"
+                )
+            try:
+                cloudpickle.dumps(callback)
+            except Exception as exc:
+                raise TypeError(
+                    f"{where} ({type(callback).__name__}) cannot be pickled, and callbacks run "
+                    f"in the controller actor: {type(exc).__name__}: {exc}"
+                ) from exc
 
 
 @dataclass

@@ -310,8 +310,18 @@ def test_listeners_receive_each_change_in_order():
     assert completed.result == {"training_iteration": 1, "score": 7, "done": True}
     assert received[3].data == {"error": "RuntimeError: flaky", "will_retry": True}
     assert received[5].data == {"why": "scheduler"}
-    assert received[6].data == {"checkpoint": "/ckpt/2"}
-    assert received[0].data == {"checkpoint": None}
+    # where a restored trial goes on from: what it reports past that comes again
+    assert received[6].data == {
+        "checkpoint": "/ckpt/2",
+        "restored_iteration": 2,
+        "experiment_tag": restored.experiment_tag,
+    }
+    assert received[0].data == {
+        "checkpoint": None,
+        "restored_iteration": 0,
+        "experiment_tag": fresh.experiment_tag,
+    }
+    assert received[6].relpath == restored.relpath
 
 
 def test_an_event_holds_the_result_as_it_was_then():

@@ -40,6 +40,7 @@ from rtune.control import (
     local_cluster_address,
     posix_basename,
 )
+from rtune.logger import with_default_loggers
 from rtune.result_grid import ResultGrid
 from rtune.search import BasicVariantGenerator
 from rtune.search.suggestions import split_space
@@ -230,7 +231,21 @@ class FitLoop:
             state_file=restored.state_file if restored else 0,
             restored_state_base=restored.restored_state_base if restored else None,
             pending_demand=pending_demand,
+            **self._callbacks(),
         )
+
+    def _callbacks(self) -> dict:
+        given = list(self.run_config.callbacks or [])
+        callbacks = with_default_loggers(given) if self.run_config.default_loggers else given
+        return {
+            "callbacks": callbacks,
+            "user_callbacks": len(given),
+            "callback_setup": {
+                "stop": self.run_config.stop,
+                "num_samples": self.tune_config.num_samples,
+                "total_num_samples": getattr(self._searcher, "total_trials", None),
+            },
+        }
 
     def _drive(
         self, controller: Any, storage: Storage, first: FirstTrials, requests: StopRequests
@@ -296,7 +311,13 @@ class FitLoop:
         self.result_grid = grid
         # for benchmarks and the curious: time and bytes spent on experiment state
         self.run_stats = summary.run_stats
-        take_back_user_objects(summary.user_objects, self._searcher, self._scheduler, self._stopper)
+        take_back_user_objects(
+            summary.user_objects,
+            self._searcher,
+            self._scheduler,
+            self._stopper,
+            self.run_config.callbacks,
+        )
         self._print_news(summary.events[self._events :], summary.warnings[self._warned :])
         if self.run_config.verbose:
             print(format_status(summary.status, storage.uri(), ray.cluster_resources()), flush=True)

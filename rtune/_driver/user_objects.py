@@ -11,13 +11,16 @@ from rtune._durable import state as state_io
 from rtune.stopper import Stopper
 
 
-def take_back_user_objects(packed: dict, searcher: Any, scheduler: Any, stopper: Any) -> None:
+def take_back_user_objects(
+    packed: dict, searcher: Any, scheduler: Any, stopper: Any, callbacks: list | None = None
+) -> None:
     """`packed`: the controller's copies, pickled; done before fit() returns or raises. An object
     that cannot take its state back is warned about: the results matter more."""
     for key, target in (
         ("searcher", searcher),
         ("scheduler", scheduler),
         ("stopper", stopper),
+        ("callbacks", callbacks),
     ):
         if key not in packed or target is None:
             continue
@@ -25,6 +28,9 @@ def take_back_user_objects(packed: dict, searcher: Any, scheduler: Any, stopper:
             final = state_io.unpack(packed[key])
             if key == "stopper":
                 _adopt_stopper(target, final)
+            elif key == "callbacks":
+                for mine, theirs in zip(target, final):
+                    _adopt_attributes(mine, theirs)
             else:
                 target.set_state(final)
         except Exception as exc:  # the results matter more than the objects' state
@@ -49,6 +55,17 @@ def _adopt_stopper(target: Any, final: Any) -> None:
         target.__setstate__(state)
         return
     target.__dict__.update(_keep_held_stoppers(vars(target), vars(final)))
+
+
+def _adopt_attributes(target: Any, final: Any) -> None:
+    """A callback: `target` takes the attributes of `final` (through __getstate__ and
+    __setstate__ where its class has them)."""
+    if not _same_class(target, final):
+        return
+    if hasattr(type(target), "__setstate__"):  # object has none: the class defines it
+        target.__setstate__(final.__getstate__())
+        return
+    target.__dict__.update(vars(final))
 
 
 def _same_class(a: Any, b: Any) -> bool:

@@ -238,6 +238,17 @@ def read_history(
     (or, without that list, printed as a warning naming the file) unless a later epoch restarted
     before the damage, so the lost rows were superseded anyway. Nothing is rewritten. `index`:
     the directory as the caller listed it already."""
+    kept = history_rows(storage, trial_relpath, damage, index)
+    return rows_to_table(kept) if kept else None
+
+
+def history_rows(
+    storage: Storage,
+    trial_relpath: str,
+    damage: list[HistoryDamage] | None = None,
+    index: ResultsIndex | None = None,
+) -> list[dict]:
+    """`read_history`'s rows as the trial reported them (dicts, nested ones kept)."""
     starts, segments, ends = index or index_results(storage, trial_relpath)
     kept: list[dict] = []
     found: list[HistoryDamage] = []
@@ -255,7 +266,7 @@ def read_history(
     else:
         for problem in found:
             print(f"rtune: WARNING: {problem}", file=sys.stderr)
-    return rows_to_table(kept) if kept else None
+    return kept
 
 
 def superseded(

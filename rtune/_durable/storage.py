@@ -174,6 +174,15 @@ class Storage:
             with fs.open_output_stream(target) as out:
                 out.write(data)
 
+    def append(self, relpath: str, data: bytes) -> None:
+        """Add `data` at the end of a file (made if missing), on a filesystem that appends (a
+        local or network disk). Tried once: a retried append could add the data twice."""
+        try:
+            with self.filesystem.open_append_stream(self.path(relpath)) as out:
+                out.write(data)
+        except OSError as exc:
+            raise StorageError(f"Could not append to {self.uri(relpath)}: {exc}") from exc
+
     def write_json(self, relpath: str, obj: Any, make_parents: bool = True) -> None:
         self.write_atomic(relpath, encode_json(obj), make_parents)
 

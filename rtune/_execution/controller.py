@@ -22,10 +22,10 @@ from rtune._execution import events as E
 from rtune._execution import protocol as P
 from rtune._execution import reporting
 from rtune._execution.actor_pool import STARTING, ActorPool, Slot
+from rtune._execution.callbacks import callback_runner, event_bus
 from rtune._execution.decisions import Decisions
 from rtune._execution.drain import Drain
 from rtune._execution.driver_messages import FirstTrials, Status, Summary
-from rtune._execution.events import EventBus
 from rtune._execution.intake import Intake
 from rtune._execution.launcher import Launcher
 from rtune._execution.lifecycle import Lifecycle
@@ -44,7 +44,10 @@ class Controller:
             view_of(trial, setup.storage)
         self.journal = reporting.Journal()
         self.board = reporting.StatusBoard()
-        self.events = EventBus(setup.listeners, warn=self.journal.warn)
+        self.callbacks = callback_runner(
+            setup, lambda: self.recorder.may_write(), self.journal.warn
+        )
+        self.events = event_bus(setup.listeners, self.callbacks, self.journal.warn)
         self.lifecycle = Lifecycle(self.trials, self.events, self.journal)
         self.pool = ActorPool(
             setup.storage, setup.trainable_holder, self.lifecycle.requeue, self.journal.warn
@@ -70,6 +73,7 @@ class Controller:
         self._started_at = time.monotonic()
         self._loop_cpu_s = 0.0
         self._done = False
+        self._callbacks_done = False  # their thread finished: their objects go back to the driver
 
     # ---- driver-facing API (called from other threads of this actor) ----
 
@@ -89,6 +93,8 @@ class Controller:
         """Run the experiment, from what the driver started while this controller started."""
         cpu_at_start = time.thread_time()
         self.recorder.start()
+        if self.callbacks is not None:  # before any trial's event
+            self.events.emit(E.Event(E.EXPERIMENT_STARTED))
         if first is not None:
             self._adopt(first)
         try:
@@ -105,12 +111,26 @@ class Controller:
             for trial in self.pool.shutdown():
                 self.lifecycle.stopped_unfinished(trial)
             self.recorder.write()  # after a storage failure, a last short try
-            self.recorder.release()
             self.events.emit(E.Event(E.EXPERIMENT_ENDED, data={"reason": self.drain.reason}))
-            self.events.close()
+            self._end_callbacks()
+            self.recorder.release()
             self._loop_cpu_s = time.thread_time() - cpu_at_start
             self._done = True
         return self._summary()
+
+    def _end_callbacks(self) -> None:
+        """Let the callbacks hear the run out (a stop less long: a restore tells the rest)."""
+        resumable = self.drain.active and not self.drain.final
+        self._callbacks_done = self.events.close(10.0 if resumable else 120.0)
+        if self.callbacks is not None and self._callbacks_done:
+            self.callbacks.write_snapshot()
+            self._check_callbacks()
+
+    def _check_callbacks(self) -> None:
+        """A callback's hook raised (on the events thread): the run ends with its error."""
+        failure = self.callbacks.take_failure() if self.callbacks is not None else None
+        if failure is not None:
+            self._user_code_failed(*failure)
 
     def _adopt(self, first: FirstTrials) -> None:
         """The driver's trials are the first ones (the searcher suggested them there), running
@@ -118,6 +138,7 @@ class Controller:
         request = static_request(self.setup.trainable_resources)
         for trial in first.trials:
             self.intake.maker.adopt(trial)
+            self.lifecycle.announce(trial)
         busy = set()
         for actor, trial_id, poll in first.running:
             slot = self.pool.adopt_busy(actor, request, self.trials[trial_id], poll)
@@ -153,6 +174,7 @@ class Controller:
             # followed by the next one (run() writes the final state)
             self.recorder.write_if_due()
             self._process(self._wait(next_action_at))
+            self._check_callbacks()
 
     def _stop_all(self) -> bool:
         stopper = self.setup.stopper
@@ -186,12 +208,17 @@ class Controller:
     # ---- what came back ----
 
     def _process(self, ready: list) -> None:
+        steps = ready and self.callbacks is not None and self.callbacks.steps
+        if steps:
+            self.events.emit(E.Event(E.STEP_BEGIN))
         for ref in ready:
             kind, slot = self.pool.inflight.pop(ref)
             if kind == STARTING:
                 self.pool.on_started(ref, slot, keep=not self.drain.active)
             else:
                 self._on_batch(ref, slot)
+        if steps:
+            self.events.emit(E.Event(E.STEP_END))
 
     def _on_batch(self, ref: Any, slot: Slot) -> None:
         try:
@@ -279,7 +306,9 @@ class Controller:
 
     def _summary(self) -> Summary:
         # first: its warnings go with the summary
-        user_objects = reporting.user_objects(self.setup, self.journal.warn)
+        user_objects = reporting.user_objects(
+            self.setup, self.journal.warn, with_callbacks=self._callbacks_done
+        )
         status = self._status_snapshot()
         self.board.publish(status, final=True)
         fatal = self.drain.fatal

@@ -308,7 +308,15 @@ class Decisions:
 
     def _emit(self, kind: str, trial: Trial, result: dict, **data: Any) -> None:
         self._events.emit(
-            E.Event(kind, trial.trial_id, trial.trial_name, trial.config, dict(result), data)
+            E.Event(
+                kind,
+                trial.trial_id,
+                trial.trial_name,
+                trial.config,
+                dict(result),
+                data,
+                relpath=trial.relpath,
+            )
         )
 
 

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+EXPERIMENT_STARTED = "experiment_started"
+TRIAL_ADDED = "trial_added"  # made, waiting to run
 TRIAL_STARTED = "trial_started"
 TRIAL_RESTORED = "trial_restored"  # started again from a checkpoint
 TRIAL_RESULT = "trial_result"
@@ -25,7 +27,11 @@ TRIAL_COMPLETED = "trial_completed"
 TRIAL_ERRORED = "trial_errored"
 TRIAL_PAUSED = "trial_paused"
 EXPERIMENT_ENDED = "experiment_ended"
+# a turn of the loop that took in news, before and after it (only where a listener asks)
+STEP_BEGIN, STEP_END = "step_begin", "step_end"
 KINDS = (
+    EXPERIMENT_STARTED,
+    TRIAL_ADDED,
     TRIAL_STARTED,
     TRIAL_RESTORED,
     TRIAL_RESULT,
@@ -34,6 +40,8 @@ KINDS = (
     TRIAL_ERRORED,
     TRIAL_PAUSED,
     EXPERIMENT_ENDED,
+    STEP_BEGIN,
+    STEP_END,
 )
 
 
@@ -49,6 +57,7 @@ class Event:
     result: dict | None = None
     data: dict = field(default_factory=dict)
     time: float = field(default_factory=time.time)
+    relpath: str | None = None  # the trial's directory in the experiment
 
 
 Listener = Callable[[Event], Any]
@@ -57,9 +66,18 @@ Listener = Callable[[Event], Any]
 class EventBus:
     """Takes events from the loop thread and hands them to the listeners on another thread."""
 
-    def __init__(self, listeners: list[Listener] | None = None, warn: Callable[[str], Any] = print):
+    def __init__(
+        self,
+        listeners: list[Listener] | None = None,
+        warn: Callable[[str], Any] = print,
+        tick: Callable[[], Any] | None = None,
+        tick_s: float = 1.0,
+    ):
+        """`tick`: called on the listeners' thread whenever no event came for `tick_s` (a
+        listener flushing what it buffered)."""
         self.listeners = list(listeners or [])
         self._warn = warn
+        self._tick, self._tick_s = tick, tick_s
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._failed: set[int] = set()
@@ -91,17 +109,24 @@ class EventBus:
 
     def _deliver(self) -> None:
         while True:
-            event = self._queue.get()
+            try:
+                event = self._queue.get(timeout=self._tick_s if self._tick else None)
+            except queue.Empty:
+                self._call(self._tick, "tick")
+                continue
             if event is None:
                 return
-            for index, listener in enumerate(self.listeners):
-                try:
-                    listener(event)
-                except Exception as exc:
-                    if index not in self._failed:
-                        self._failed.add(index)
-                        self._warn(
-                            f"event listener {getattr(listener, '__qualname__', listener)!s} "
-                            f"raised on {event.kind}: {type(exc).__name__}: {exc} "
-                            "(reported once; it keeps receiving events)"
-                        )
+            for listener in self.listeners:
+                self._call(listener, event.kind, event)
+
+    def _call(self, who: Callable[..., Any], what: str, *args: Any) -> None:
+        try:
+            who(*args)
+        except Exception as exc:
+            shown = getattr(who, "__qualname__", who)
+            if id(who) not in self._failed:
+                self._failed.add(id(who))
+                self._warn(
+                    f"event listener {shown!s} raised on {what}: {type(exc).__name__}: {exc} "
+                    "(reported once; it keeps receiving events)"
+                )

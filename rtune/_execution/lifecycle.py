@@ -74,6 +74,11 @@ class Lifecycle:
         """A new trial, waiting to run."""
         self.pending.append(trial.trial_id)
         self.dirty = True
+        self.announce(trial)
+
+    def announce(self, trial: Trial) -> None:
+        """Tell listeners a trial exists (one made elsewhere, the driver's first ones, too)."""
+        self._emit(E.TRIAL_ADDED, trial, experiment_tag=trial.experiment_tag)
 
     def begin_drain(self, final: bool) -> None:
         """From now on nothing goes back to pending; a final drain ends every pending trial."""
@@ -113,8 +118,15 @@ class Lifecycle:
         trial.restore_from_scratch = False
         self.dirty = True
         if self.events.active:
-            kind = E.TRIAL_RESTORED if restored else E.TRIAL_STARTED
-            self._emit(kind, trial, checkpoint=(trial.latest_checkpoint or {}).get("path"))
+            checkpoint = trial.latest_checkpoint if restored else None
+            self._emit(
+                E.TRIAL_RESTORED if restored else E.TRIAL_STARTED,
+                trial,
+                checkpoint=(checkpoint or {}).get("path"),
+                # where it resumes: what it reported past this comes again
+                restored_iteration=(checkpoint or {}).get("training_iteration", 0),
+                experiment_tag=trial.experiment_tag,
+            )
 
     def started_at(self, trial_id: str) -> float | None:
         launch = self._launches.get(trial_id)
@@ -223,5 +235,6 @@ class Lifecycle:
                     trial.config,
                     dict(trial.last_result),
                     data,
+                    relpath=trial.relpath,
                 )
             )

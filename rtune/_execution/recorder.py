@@ -57,6 +57,10 @@ class Recorder:
         if self._lease is not None:
             self._lease.release()
 
+    def may_write(self) -> bool:
+        """False once another run took the experiment's lease (from any thread)."""
+        return self._lease is None or self._lease.lost is None
+
     def write_if_due(self) -> None:
         if self._lifecycle.dirty and self.writer.due():
             self.write()

@@ -158,16 +158,20 @@ def requested_resources(requests: Iterable[Any]) -> dict[str, float]:
     return requested
 
 
-def user_objects(setup: Any, warn: Any) -> dict:
-    """The searcher's, scheduler's and stopper's final state, for the driver to put back into
-    the objects the user passed (they ran in the controller, on copies); one that does not
-    pickle is left out, never costing the run's results."""
+def user_objects(setup: Any, warn: Any, with_callbacks: bool = False) -> dict:
+    """The searcher's, scheduler's and stopper's final state, and the user's callbacks (where
+    their thread is done with them), for the driver to put back into the objects the user
+    passed (they ran in the controller, on copies); one that does not pickle is left out, never
+    costing the run's results."""
     packed = {}
-    for key, get in (
+    getters = [
         ("searcher", setup.searcher.get_state),
         ("scheduler", setup.scheduler.get_state),
         ("stopper", lambda: setup.stopper),
-    ):
+    ]
+    if with_callbacks and setup.user_callbacks:
+        getters.append(("callbacks", lambda: setup.callbacks[: setup.user_callbacks]))
+    for key, get in getters:
         try:
             packed[key] = pack(get())
         except Exception as exc:

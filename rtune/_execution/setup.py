@@ -51,3 +51,8 @@ class ExperimentSetup:
     # with (rtune/search/suggestions.py); None: its configs are whole (BasicVariantGenerator)
     suggestion_constants: dict | None = None
     suggestion_variables: list = field(default_factory=list)
+    # RunConfig.callbacks (the first `user_callbacks`) and the default loggers after them
+    # (rtune/_execution/callbacks.py); `callback_setup`: what their `setup()` hook is given
+    callbacks: list = field(default_factory=list)
+    user_callbacks: int = 0
+    callback_setup: dict = field(default_factory=dict)

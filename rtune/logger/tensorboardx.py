@@ -1,0 +1,164 @@
+"""`TBXLoggerCallback`: TensorBoard event files in each trial's directory through tensorboardX,
+as Ray Tune's: every number a result holds as the scalar `ray/tune/<key>` at step
+`training_iteration`, and the trial's config and last metrics as hparams when it ends.
+
+Event files only grow, so a trial resumed at iteration k (a restore, a retry, an exploit) opens
+a new one with TensorBoard's `purge_step` at k+1: TensorBoard's reader drops what the older files
+hold from k+1 on, and `tensorboard --logdir <experiment>` shows each iteration once. On storage
+that is not a local or network disk the files are written in a local directory and copied to
+the trial's directory whole at each flush.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from typing import Any
+
+from rtune._durable.history import flatten
+from rtune.logger.logger import LoggerCallback, iteration_of, resumed_at
+
+FLUSH_SECS = 3600  # flushed at the callbacks' state snapshots and at the trial's end instead
+_NOT_SCALARS = ("config", "pid", "timestamp", "time_total_s", "training_iteration")
+
+
+def _tensorboardx() -> Any:
+    try:
+        import tensorboardX
+    except ImportError as exc:
+        raise ImportError(
+            "TBXLoggerCallback needs tensorboardX, an optional extra: "
+            "pip install 'rtune[tensorboard]'"
+        ) from exc
+    return tensorboardX
+
+
+def available() -> bool:
+    try:
+        _tensorboardx()
+    except ImportError:
+        return False
+    return True
+
+
+class TBXLoggerCallback(LoggerCallback):
+    """Each `training_iteration` once in TensorBoard, after any number of restores."""
+
+    def __init__(self) -> None:
+        _tensorboardx()  # a missing extra is named before any trial starts
+        self._writers: dict[str, _Writer] = {}
+
+    def log_trial_start(self, trial: Any) -> None:
+        self._open(trial, purge_from=1)
+
+    def log_trial_restore(self, trial: Any) -> None:
+        self._open(trial, purge_from=resumed_at(trial) + 1)
+
+    def log_trial_result(self, iteration: int, trial: Any, result: dict) -> None:
+        step = iteration_of(result)
+        if step is None:
+            return
+        writer = self._writers.get(trial.trial_id) or self._open(trial, purge_from=step)
+        for key, value in _scalars(result).items():
+            writer.summary.add_scalar(f"ray/tune/{key}", value, global_step=step)
+        writer.last = result
+
+    def log_trial_end(self, trial: Any, failed: bool = False) -> None:
+        writer = self._writers.pop(trial.trial_id, None)
+        if writer is None:
+            return
+        if writer.last is not None:
+            writer.hparams(trial.config, writer.last)
+        writer.close()
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        for writer in self._writers.values():
+            writer.flush()
+
+    def get_state(self) -> None:
+        for writer in self._writers.values():
+            writer.flush()
+        return None
+
+    def __getstate__(self) -> dict:
+        return {key: value for key, value in self.__dict__.items() if key != "_writers"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._writers = {}
+
+    def _open(self, trial: Any, purge_from: int) -> _Writer:
+        old = self._writers.pop(trial.trial_id, None)
+        if old is not None:
+            old.close()
+        writer = self._writers[trial.trial_id] = _Writer(trial, purge_from)
+        return writer
+
+
+class _Writer:
+    """One trial's SummaryWriter, in its directory or in a local one copied there."""
+
+    _opened = 0
+
+    def __init__(self, trial: Any, purge_from: int):
+        self._storage = trial.storage
+        self._staged = trial.local_path is None
+        logdir = trial.local_path
+        if self._staged:
+            logdir = tempfile.mkdtemp(prefix="rtune-tbx-")
+        _Writer._opened += 1
+        self.summary = _tensorboardx().SummaryWriter(
+            logdir,
+            purge_step=purge_from,
+            flush_secs=FLUSH_SECS,
+            filename_suffix=f".{os.getpid()}.{_Writer._opened}",
+        )
+        self._logdir = logdir
+        self.last: dict | None = None
+
+    def hparams(self, config: dict, result: dict) -> None:
+        from tensorboardX.summary import hparams
+
+        params = {}
+        for key, value in flatten(config).items():
+            if isinstance(value, (bool, int, float, str)):
+                params[key] = value
+            elif hasattr(value, "item") and not hasattr(value, "__len__"):  # numpy scalars
+                params[key] = value.item()
+            elif value is None or isinstance(value, (list, tuple)):
+                params[key] = str(value)
+        metrics = {f"ray/tune/{key}": value for key, value in _scalars(result).items()}
+        file_writer = self.summary._get_file_writer()
+        for summary in hparams(hparam_dict=params, metric_dict=metrics):
+            file_writer.add_summary(summary)
+
+    def flush(self) -> None:
+        self.summary.flush()
+        self._upload()
+
+    def close(self) -> None:
+        self.summary.close()
+        self._upload()
+
+    def _upload(self) -> None:
+        if not self._staged:
+            return
+        for name in os.listdir(self._logdir):
+            with open(os.path.join(self._logdir, name), "rb") as src:
+                self._storage.write_atomic(name, src.read())
+
+
+def _scalars(result: dict) -> dict[str, float]:
+    """The numbers of a result, nested keys as `a/b` (Ray Tune's selection)."""
+    numbers = {}
+    for key, value in flatten({k: v for k, v in result.items() if k not in _NOT_SCALARS}).items():
+        if isinstance(value, bool) or value is None:
+            continue
+        if isinstance(value, (int, float)) or (
+            hasattr(value, "item") and getattr(value, "ndim", 1) == 0
+        ):
+            number = float(value)
+            if math.isfinite(number) or math.isnan(number):
+                numbers[key] = number
+    return numbers
