@@ -44,7 +44,7 @@ def rtune_overhead(trials: int, iterations: int, iteration_s: float, storage: st
             "iterations": iterations,
             "iteration_s": iteration_s,
         },
-        run_config=rtune.RunConfig(storage_path=storage, verbose=0),
+        run_config=rtune.RunConfig(storage_path=storage, verbose=0, default_loggers=False),
     ).fit()
     return time.perf_counter() - started
 

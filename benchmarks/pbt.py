@@ -95,6 +95,8 @@ def run_pbt(lib_name: str, args: argparse.Namespace, storage: str) -> dict:
             name=f"pbt_{lib_name.replace(' ', '_')}_{time.time_ns()}",
             verbose=0,
             checkpoint_config=lib.CheckpointConfig(num_to_keep=args.num_to_keep),
+            # Ray Tune runs without its loggers (TUNE_DISABLE_AUTO_CALLBACK_LOGGERS): so does rtune
+            **({"default_loggers": False} if lib_name == "rtune" else {}),
         ),
     ).fit()
     wall = time.perf_counter() - started

@@ -147,7 +147,9 @@ def rtune_scale(trials: int, storage: str) -> dict:
     rtune.Tuner(
         trivial,
         param_space={"i": rtune.grid_search(list(range(trials)))},
-        run_config=rtune.RunConfig(storage_path=storage, name=name, verbose=0),
+        run_config=rtune.RunConfig(
+            storage_path=storage, name=name, verbose=0, default_loggers=False
+        ),
     ).fit()
     wall = time.perf_counter() - started
     monitor.done.set()

@@ -79,6 +79,8 @@ def run_tuner(lib_name: str, args: argparse.Namespace, storage: str) -> dict:
             storage_path=storage,
             name=f"searchers_{lib_name.replace(' ', '_')}_{time.time_ns()}",
             verbose=0,
+            # Ray Tune runs without its loggers (TUNE_DISABLE_AUTO_CALLBACK_LOGGERS): so does rtune
+            **({"default_loggers": False} if lib_name == "rtune" else {}),
         ),
     ).fit()
     wall = time.perf_counter() - started

@@ -59,7 +59,9 @@ def rtune_state(trials: int, iterations: int, concurrency: int, storage: str) ->
         trivial,
         param_space={"t": rtune.grid_search(list(range(trials))), "iterations": iterations},
         tune_config=rtune.TuneConfig(max_concurrent_trials=concurrency),
-        run_config=rtune.RunConfig(storage_path=storage, name=name, verbose=0),
+        run_config=rtune.RunConfig(
+            storage_path=storage, name=name, verbose=0, default_loggers=False
+        ),
     )
     started = time.perf_counter()
     tuner.fit()

@@ -43,7 +43,7 @@ def rtune_trials(n: int, storage: str) -> float:
     rtune.Tuner(
         trivial,
         param_space={"i": rtune.grid_search(list(range(n)))},
-        run_config=rtune.RunConfig(storage_path=storage, verbose=0),
+        run_config=rtune.RunConfig(storage_path=storage, verbose=0, default_loggers=False),
     ).fit()
     return n / (time.perf_counter() - started)
 
@@ -114,7 +114,9 @@ def rtune_results(r: int, storage: str, decide: str | None = None) -> tuple[floa
         chatty,
         param_space={"r": r, "t": rtune.grid_search([0, 1, 2, 3])},
         tune_config=rtune.TuneConfig(max_concurrent_trials=4, scheduler=deciders.get("scheduler")),
-        run_config=rtune.RunConfig(storage_path=storage, verbose=0, stop=deciders.get("stop")),
+        run_config=rtune.RunConfig(
+            storage_path=storage, verbose=0, stop=deciders.get("stop"), default_loggers=False
+        ),
     )
     tuner.fit()
     wall = time.perf_counter() - started

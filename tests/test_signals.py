@@ -19,6 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from conftest import S3_BUCKET, experiment_path
 from driver_runs import (
@@ -32,6 +33,7 @@ from driver_runs import (
     wait_until,
 )
 from drivers.experiment import summarize
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import rtune as tune
 
@@ -373,7 +375,7 @@ def run_crash_loop(experiment: Experiment, seed: int, interruptions: int) -> tup
         for stale in ("ray_session", "fit_returned", "done"):
             (experiment.progress / stale).unlink(missing_ok=True)
         args = ["--trials", str(CRASH_TRIALS), "--iterations", str(CRASH_ITERATIONS)]
-        args += ["--sleep", "0.25", "--concurrency", "4"]
+        args += ["--sleep", "0.25", "--concurrency", "4", "--callback"]
         return experiment.launch(*args, *(["--restore"] if (path / "tuner.pkl").exists() else []))
 
     def returned(run: Run) -> bool:
@@ -409,8 +411,31 @@ def test_crash_loop_loses_nothing(experiment):
         final_results = final.results()
         executions = experiment.executions()
         assert_completed(final_results, executions, len(done), CRASH_ITERATIONS, CRASH_TRIALS)
+        assert_logged_once(experiment, CRASH_ITERATIONS, CRASH_TRIALS)
     except AssertionError as failure:
         raise AssertionError(f"seed {seed}, {done}: {failure}") from failure
+
+
+def assert_logged_once(experiment: Experiment, iterations: int, trials: int) -> None:
+    """What users read besides the history holds each iteration once, as the history does:
+    progress.csv, result.json, TensorBoard's scalars (read by TensorBoard's own reader), and a
+    callback that keeps what it heard in its state."""
+    expected = list(range(1, iterations + 1))
+    trial_dirs = [p.parent for p in Path(experiment.path).glob("*/params.json")]
+    assert len(trial_dirs) == trials, trial_dirs
+    for trial_dir in trial_dirs:
+        progress = pd.read_csv(trial_dir / "progress.csv")
+        assert list(progress["training_iteration"]) == expected, (trial_dir.name, "csv")
+        lines = (trial_dir / "result.json").read_text().splitlines()
+        steps = [json.loads(line)["training_iteration"] for line in lines]
+        assert steps == expected, (trial_dir.name, "json", steps)
+        board = EventAccumulator(str(trial_dir))
+        board.Reload()
+        scalars = board.Scalars("ray/tune/value")
+        assert [s.step for s in scalars] == expected, (trial_dir.name, "tensorboard")
+        assert [s.value for s in scalars] == list(progress["value"]), trial_dir.name
+    heard = json.loads((experiment.progress / "heard.json").read_text())
+    assert heard == {f"{t}:{i}": 1 for t in range(trials) for i in expected}, heard
 
 
 @pytest.mark.skipif(not os.environ.get("RTUNE_SOAK"), reason="a soak: RTUNE_SOAK=1 to run it")

@@ -25,7 +25,7 @@ import cloudpickle
 
 from rtune._durable import trial as T
 from rtune._durable.history import history_rows
-from rtune._durable.storage import Storage
+from rtune._durable.storage import Storage, StorageError
 from rtune._execution import events as E
 from rtune.callback import Callback
 from rtune.checkpoint import Checkpoint
@@ -106,6 +106,7 @@ class CallbackRunner:
         self._started: set[str] = set()
         self._ended: set[str] = set()
         self._dead: set[int] = set()  # callbacks that raised: not called again
+        self._storage_warned: set[int] = set()
         self._news_at: float | None = None  # news since the last snapshot, from when
         self._lock = threading.Lock()  # one snapshot at a time (the events thread, then close)
         self.steps = any(_overrides(cb, "on_step_begin", "on_step_end") for cb in callbacks)
@@ -155,11 +156,18 @@ class CallbackRunner:
                 self._warn(f"could not store the callbacks' state: {exc}")
 
     def _call(self, index: int, hook: str, *args: Any, **kwargs: Any) -> Any:
-        if index in self._dead:
+        if index in self._dead or not self._may_write():  # another run owns the experiment
             return None
         cb = self.callbacks[index]
         try:
             return getattr(cb, hook)(*args, **kwargs)
+        except StorageError as exc:
+            # storage that stays down stops the run by itself (resumable); a logger's rows wait
+            # for its next write, or for the restore to bring its files in line
+            if index not in self._storage_warned:
+                self._storage_warned.add(index)
+                self._warn(f"callback {_class_name(cb)}.{hook} could not write: {exc}")
+            return None
         except Exception as exc:
             self._dead.add(index)
             if self.failure is None:

@@ -11,7 +11,6 @@ matches the trial's history, with nothing rewritten that did not need to be.
 
 from __future__ import annotations
 
-import posixpath
 from typing import Any
 
 from rtune._durable.storage import Storage
@@ -76,15 +75,29 @@ class TrialFile:
     def flush(self) -> None:
         if not self._pending and not self._rewrite:
             return
+        if self._upto is None:  # a write failed: what it left is read before the next one
+            self.cut(self._pending[0][0] - 1 if self._pending else 0)
+        try:
+            self._write()
+        except Exception:
+            self._upto = None
+            raise
+
+    def _write(self) -> None:
         rows = b"".join(row for _, row in self._pending)
         if self._rewrite or not self._appends:
             data = (self._kept or self._header) + rows
-            self.storage.write_atomic(self.name, data, make_parents=not self._dir_made)
+            if self._kept:  # rows already there: never torn by a crash
+                self.storage.write_atomic(self.name, data, make_parents=not self._dir_made)
+            else:  # a new file: a torn one is mended when its trial is next heard of
+                try:
+                    self.storage.write_whole(self.name, data)
+                except FileNotFoundError:  # before the trial's own first write
+                    self.storage.makedirs()
+                    self.storage.write_whole(self.name, data)
             self._kept = data if not self._appends else b""
         else:
-            if not self._dir_made:
-                self.storage.makedirs(posixpath.dirname(self.name))
-            self.storage.append(self.name, rows)
+            self.storage.append(self.name, rows)  # the file is there: it was written first
         self._dir_made = True
         if self._pending:
             self._upto = self._pending[-1][0]
@@ -114,5 +127,12 @@ class TrialFiles:
             found.flush()
 
     def flush(self) -> None:
+        """Every file; the first error is raised once all were tried."""
+        failed: Exception | None = None
         for found in self.files.values():
-            found.flush()
+            try:
+                found.flush()
+            except Exception as exc:
+                failed = failed or exc
+        if failed is not None:
+            raise failed

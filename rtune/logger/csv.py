@@ -25,6 +25,8 @@ class _CsvRows(TrialFile):
     def __init__(self, storage: Any, name: str):
         super().__init__(storage, name)
         self.fields: list[str] = []
+        self._out = io.StringIO()
+        self._writer: csv.DictWriter | None = None
 
     def header(self, result: dict) -> bytes:
         self.fields = list(_row(result))
@@ -53,9 +55,14 @@ class _CsvRows(TrialFile):
         return lines[0].encode(), rows
 
     def _line(self, row: dict) -> bytes:
-        out = io.StringIO()
-        csv.DictWriter(out, self.fields, extrasaction="ignore", lineterminator="\n").writerow(row)
-        return out.getvalue().encode()
+        if self._writer is None or self._writer.fieldnames is not self.fields:
+            self._writer = csv.DictWriter(
+                self._out, self.fields, extrasaction="ignore", lineterminator="\n"
+            )
+        self._out.seek(0)
+        self._out.truncate()
+        self._writer.writerow(row)
+        return self._out.getvalue().encode()
 
 
 def _row(result: dict) -> dict[str, Any]:

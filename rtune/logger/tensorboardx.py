@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import tempfile
+import time
 from typing import Any
 
 from rtune._durable.history import flatten
 from rtune.logger.logger import LoggerCallback, iteration_of, resumed_at
 
-FLUSH_SECS = 3600  # flushed at the callbacks' state snapshots and at the trial's end instead
 _NOT_SCALARS = ("config", "pid", "timestamp", "time_total_s", "training_iteration")
 
 
@@ -60,9 +61,7 @@ class TBXLoggerCallback(LoggerCallback):
         if step is None:
             return
         writer = self._writers.get(trial.trial_id) or self._open(trial, purge_from=step)
-        for key, value in _scalars(result).items():
-            writer.summary.add_scalar(f"ray/tune/{key}", value, global_step=step)
-        writer.last = result
+        writer.scalars(step, result)
 
     def log_trial_end(self, trial: Any, failed: bool = False) -> None:
         writer = self._writers.pop(trial.trial_id, None)
@@ -97,25 +96,43 @@ class TBXLoggerCallback(LoggerCallback):
 
 
 class _Writer:
-    """One trial's SummaryWriter, in its directory or in a local one copied there."""
+    """One trial's event file, written with tensorboardX's protos and record writer, in the
+    trial's directory or in a local one copied there. (Its `SummaryWriter` starts a thread and
+    a multiprocessing queue per file and fsyncs each flush: ~4.5 ms a trial.)"""
 
     _opened = 0
 
     def __init__(self, trial: Any, purge_from: int):
+        from tensorboardX.proto.event_pb2 import Event, SessionLog
+
         self._storage = trial.storage
         self._staged = trial.local_path is None
-        logdir = trial.local_path
-        if self._staged:
-            logdir = tempfile.mkdtemp(prefix="rtune-tbx-")
+        logdir = tempfile.mkdtemp(prefix="rtune-tbx-") if self._staged else trial.local_path
         _Writer._opened += 1
-        self.summary = _tensorboardx().SummaryWriter(
-            logdir,
-            purge_step=purge_from,
-            flush_secs=FLUSH_SECS,
-            filename_suffix=f".{os.getpid()}.{_Writer._opened}",
-        )
+        name = f"events.out.tfevents.{int(time.time())}.{_HOST}.{os.getpid()}.{_Writer._opened}"
+        try:
+            self._records = _records_at(os.path.join(logdir, name))
+        except FileNotFoundError:  # before the trial's own first write
+            os.makedirs(logdir, exist_ok=True)
+            self._records = _records_at(os.path.join(logdir, name))
+        self._Event = Event
+        self._write(Event(file_version="brain.Event:2"))
+        # TensorBoard's reader drops what earlier files hold from this step on (as
+        # SummaryWriter(purge_step=...) writes it)
+        self._write(Event(step=purge_from, session_log=SessionLog(status=SessionLog.START)))
         self._logdir = logdir
         self.last: dict | None = None
+
+    def scalars(self, step: int, result: dict) -> None:
+        from tensorboardX.proto.summary_pb2 import Summary
+
+        values = [
+            Summary.Value(tag=f"ray/tune/{key}", simple_value=value)
+            for key, value in _scalars(result).items()
+        ]
+        if values:
+            self._write(self._Event(step=step, summary=Summary(value=values)))
+        self.last = result
 
     def hparams(self, config: dict, result: dict) -> None:
         from tensorboardX.summary import hparams
@@ -129,17 +146,20 @@ class _Writer:
             elif value is None or isinstance(value, (list, tuple)):
                 params[key] = str(value)
         metrics = {f"ray/tune/{key}": value for key, value in _scalars(result).items()}
-        file_writer = self.summary._get_file_writer()
         for summary in hparams(hparam_dict=params, metric_dict=metrics):
-            file_writer.add_summary(summary)
+            self._write(self._Event(summary=summary))
 
     def flush(self) -> None:
-        self.summary.flush()
+        self._records.flush()
         self._upload()
 
     def close(self) -> None:
-        self.summary.close()
+        self._records.close()
         self._upload()
+
+    def _write(self, event: Any) -> None:
+        event.wall_time = time.time()
+        self._records.write(event.SerializeToString())
 
     def _upload(self) -> None:
         if not self._staged:
@@ -147,6 +167,27 @@ class _Writer:
         for name in os.listdir(self._logdir):
             with open(os.path.join(self._logdir, name), "rb") as src:
                 self._storage.write_atomic(name, src.read())
+
+
+_HOST = socket.gethostname()
+
+
+_RECORDS: Any = None
+
+
+def _records_at(path: str) -> Any:
+    """tensorboardX's record writer for an event file, flushing without an fsync: what a crash
+    loses is told again on the restore (an fsync per trial cost 0.5 ms)."""
+    global _RECORDS
+    if _RECORDS is None:
+        from tensorboardX.record_writer import RecordWriter
+
+        class Records(RecordWriter):
+            def flush(self) -> None:
+                self._writer.flush()
+
+        _RECORDS = Records
+    return _RECORDS(path)
 
 
 def _scalars(result: dict) -> dict[str, float]:

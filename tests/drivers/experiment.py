@@ -17,7 +17,8 @@ It starts its own Ray (so a `kill -9` takes down nothing but this experiment), r
 - `<progress_dir>/fit_returned` appears once fit() returned, `<progress_dir>/done` at a normal exit;
 - stdout gets "RESULTS <json>": {id: [status, last training_iteration, [training_iteration of each
   metrics_dataframe row]]}, and "HANDLERS_RESTORED true" when fit() left the SIGINT, SIGTERM and
-  SIGUSR1 handlers as it found them.
+  SIGUSR1 handlers as it found them;
+- with `--callback`, `<progress_dir>/heard.json` what the `HeardOnce` callback heard.
 
 `--block-at I` makes iteration I wait for `<progress_dir>/release`, so a test can hold every trial
 in the middle of an iteration (what a graceful stop would wait for). `--signal-at I` makes trial 0
@@ -109,6 +110,40 @@ class Counting(tune.Trainable):
             self.count = int(src.read())
 
 
+class HeardOnce(tune.Callback):
+    """Counts each (trial id, iteration) it hears, keeping the counts in its state; forgets what
+    a trial resumed before (that comes again); writes them to `<progress_dir>/heard.json` when
+    the run ends, so a test sees what it heard across stops and restores."""
+
+    def __init__(self, progress_dir: str) -> None:
+        self.progress_dir = progress_dir
+        self.heard: dict[str, int] = {}
+
+    def on_trial_restore(self, iteration, trials, trial, **info):
+        upto = trial.last_result.get("training_iteration", 0)
+        self.heard = {
+            key: count
+            for key, count in self.heard.items()
+            if not (key.split(":")[0] == str(trial.config["id"]) and int(key.split(":")[1]) > upto)
+        }
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        key = f"{trial.config['id']}:{result['training_iteration']}"
+        self.heard[key] = self.heard.get(key, 0) + 1
+
+    def on_experiment_end(self, trials, **info):
+        path = os.path.join(self.progress_dir, "heard.json")
+        with open(path + ".tmp", "w") as out:
+            json.dump(self.heard, out)
+        os.replace(path + ".tmp", path)
+
+    def get_state(self):
+        return {"heard": dict(self.heard)}
+
+    def set_state(self, state):
+        self.heard = dict(state["heard"])
+
+
 def summarize(grid: tune.ResultGrid) -> dict:
     summary = {}
     for result in grid:
@@ -154,6 +189,7 @@ def run_experiment(args: argparse.Namespace) -> tuple[dict, bool]:
                     checkpoint_frequency=args.checkpoint_frequency if args.kind == "class" else 0
                 ),
                 verbose=1,
+                callbacks=[HeardOnce(args.progress_dir)] if args.callback else None,
             ),
         ).fit()
     with open(os.path.join(args.progress_dir, "fit_returned"), "w"):
@@ -186,6 +222,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--in-task", action="store_true")
     parser.add_argument("--join", action="store_true")
     parser.add_argument("--resources", default=None, help="a with_resources dict, as JSON")
+    parser.add_argument("--callback", action="store_true", help="with the HeardOnce callback")
     return parser.parse_args(argv)
 
 
