@@ -76,6 +76,7 @@ def main() -> None:
     parser.add_argument("--results", type=int, default=2000)
     parser.add_argument("--sleepy", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--skip-raytune", action="store_true", help="(rtune only anyway)")
     args = parser.parse_args()
     start_ray(2)
     storage = tempfile.mkdtemp(prefix="rtune_bench_loggers_")

@@ -7,9 +7,11 @@ from rtune._durable.storage import StorageError
 from rtune._execution.resources import PlacementGroupFactory, with_resources
 from rtune._execution.session import get_checkpoint, get_context, report
 from rtune._strict import strict_api
+from rtune.analysis import ExperimentAnalysis
 from rtune.callback import Callback
 from rtune.checkpoint import Checkpoint
 from rtune.control import stop_experiment
+from rtune.error import TuneError
 from rtune.result_grid import Result, ResultGrid, TrialError
 from rtune.schedulers import FIFOScheduler, TrialScheduler
 from rtune.search import (
@@ -39,6 +41,7 @@ from rtune.stopper import (
     TrialPlateauStopper,
 )
 from rtune.trainable import Trainable, with_parameters
+from rtune.tune_run import run
 from rtune.tuner import Tuner
 
 __version__ = "0.1.0"
@@ -46,6 +49,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BasicVariantGenerator",
     "Callback",
+    "ExperimentAnalysis",
     "logger",
     "Checkpoint",
     "CheckpointConfig",
@@ -68,6 +72,7 @@ __all__ = [
     "TrialPlateauStopper",
     "TrialScheduler",
     "TuneConfig",
+    "TuneError",
     "Tuner",
     "choice",
     "get_checkpoint",
@@ -83,6 +88,7 @@ __all__ = [
     "randint",
     "randn",
     "report",
+    "run",
     "sample_from",
     "stop_experiment",
     "uniform",

@@ -31,6 +31,10 @@ RUNS = {
     "scale.py": (["--trials", "200"], "controller peak RSS"),
     "pbt.py": (["--trials", "4", "--iterations", "10"], "exploits"),
     "searchers.py": (["--trials", "12"], "searcher state at the end"),
+    "loggers.py": (
+        ["--trials", "20", "--results", "50", "--sleepy", "0", "--repeat", "1"],
+        "default loggers on / off",
+    ),
 }
 
 

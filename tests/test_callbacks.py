@@ -76,6 +76,13 @@ class Collect(tune.Callback):
     def on_experiment_end(self, trials, **info):
         self.calls.append(("end", sorted(t.status for t in trials)))
 
+    def on_step_begin(self, iteration, trials, **info):
+        assert isinstance(iteration, int) and isinstance(trials, list)
+        self.steps = getattr(self, "steps", 0) + 1
+
+    def on_step_end(self, iteration, trials, **info):
+        self.steps_ended = getattr(self, "steps_ended", 0) + 1
+
     def of(self, x) -> list[tuple]:
         return [
             call[0:1] + call[2:]
@@ -98,6 +105,7 @@ def test_hooks_come_in_order_with_ray_tunes_arguments_and_the_object_keeps_their
     ).fit()
     assert collect.calls[0] == ("setup", 1, 2)
     assert collect.calls[-1] == ("end", ["TERMINATED", "TERMINATED"])
+    assert collect.steps >= 1 and collect.steps == collect.steps_ended  # a callback that has them
     for x in (1, 2):
         assert collect.of(x) == [
             ("start", "RUNNING"),
@@ -157,28 +165,6 @@ def test_failures_retries_and_checkpoints_reach_their_hooks(storage):
     ).fit()
     saves = [call for call in collect.of(1) if call[0] in ("save", "checkpoint")]
     assert saves == [("save", True), ("checkpoint", 1), ("save", True), ("checkpoint", 2)]
-
-
-class Steps(tune.Callback):
-    def __init__(self) -> None:
-        self.begun = self.ended = 0
-
-    def on_step_begin(self, iteration, trials, **info):
-        assert isinstance(iteration, int) and isinstance(trials, list)
-        self.begun += 1
-
-    def on_step_end(self, iteration, trials, **info):
-        self.ended += 1
-
-
-def test_step_hooks_are_called_where_a_callback_has_them(storage):
-    steps = Steps()
-    tune.Tuner(
-        three_reports,
-        param_space={"x": 1},
-        run_config=tune.RunConfig(storage_path=storage, name="steps", callbacks=[steps]),
-    ).fit()
-    assert steps.begun >= 1 and steps.begun == steps.ended
 
 
 class Broken(tune.Callback):

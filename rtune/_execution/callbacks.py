@@ -1,7 +1,7 @@
 """The run's callbacks (`RunConfig(callbacks=...)` and the default loggers), driven by the events
 the loop emits: an `EventBus` listener, so every hook runs on the events thread, off the loop.
 
-It keeps its own views of the trials (`TrialView`), changed only by the events it was handed, so
+It keeps its own views of the trials (`TrialSnapshot`), changed only by the events it was handed, so
 a hook sees the trials as they were when its event happened, never half-changed by the loop.
 
 Exactly once across stops: the runner records, per trial, the last iteration whose result the
@@ -26,45 +26,13 @@ import cloudpickle
 from rtune._durable import trial as T
 from rtune._durable.history import history_rows
 from rtune._durable.storage import Storage, StorageError
+from rtune._durable.trial_snapshot import TrialSnapshot
 from rtune._execution import events as E
 from rtune.callback import Callback
 from rtune.checkpoint import Checkpoint
 
 SNAPSHOT_FILE = "callbacks.pkl"
 SNAPSHOT_PERIOD_S = 2.0
-
-
-class TrialView:
-    """A trial as callbacks see it, with Ray Tune's documented `Trial` fields. `storage` is the
-    trial's directory (an rtune `Storage`), where the file loggers write."""
-
-    def __init__(
-        self, trial_id: str, trial_name: str, relpath: str, config: dict, storage: Storage
-    ):
-        self.trial_id = trial_id
-        self.trial_name = trial_name
-        self.relpath = relpath
-        self.config = config
-        self.storage = storage.child(relpath)
-        self.path = storage.uri(relpath)
-        self.local_path = storage.path(relpath) if storage.is_local else None
-        self.status = T.PENDING
-        self.last_result: dict = {}
-        self.checkpoint: Checkpoint | None = None
-        self.experiment_tag = ""
-        self.num_failures = 0
-        self.error: str | None = None
-        self._experiment_storage = storage
-
-    @property
-    def logdir(self) -> str | None:  # Ray Tune's older name
-        return self.local_path
-
-    def __str__(self) -> str:
-        return self.trial_name
-
-    def __repr__(self) -> str:
-        return f"TrialView({self.trial_name}, {self.status})"
 
 
 class CallbackRunner:
@@ -92,21 +60,18 @@ class CallbackRunner:
         self._restoring = restoring
         self._may_write = may_write
         self._warn = warn
-        self._views: dict[str, TrialView] = {}
-        self._view_list: list[TrialView] = []
+        self._views: dict[str, TrialSnapshot] = {}
+        self._view_list: list[TrialSnapshot] = []
         for trial in trials:
-            self._view_of(trial.trial_id, trial.trial_name, trial.relpath, trial.config)
-            view = self._views[trial.trial_id]
-            view.status, view.last_result = trial.status, dict(trial.last_result)
-            view.experiment_tag, view.num_failures = trial.experiment_tag, trial.num_failures
-            view.error = trial.error
-            view.checkpoint = self._checkpoint(trial.latest_checkpoint)
+            self._views[trial.trial_id] = TrialSnapshot.of(trial, storage)
+            self._view_list.append(self._views[trial.trial_id])
         self.iteration = 0
         self._heard: dict[str, int] = {}  # trial id -> the last iteration told
         self._started: set[str] = set()
         self._ended: set[str] = set()
         self._dead: set[int] = set()  # callbacks that raised: not called again
         self._storage_warned: set[int] = set()
+        self._write_failed = False  # a hook could not write: no snapshot from then on
         self._news_at: float | None = None  # news since the last snapshot, from when
         self._lock = threading.Lock()  # one snapshot at a time (the events thread, then close)
         self.steps = any(_overrides(cb, "on_step_begin", "on_step_end") for cb in callbacks)
@@ -142,6 +107,10 @@ class CallbackRunner:
             for index, cb in enumerate(self.callbacks):
                 state = self._call(index, "get_state") if index not in self._dead else None
                 states.append((_class_name(cb), state))
+            if self._write_failed:
+                # a logger's files may lack what was heard since: the last snapshot stays, and
+                # a restore tells the rest again
+                return
             snapshot = {
                 "states": states,
                 "heard": dict(self._heard),
@@ -164,6 +133,7 @@ class CallbackRunner:
         except StorageError as exc:
             # storage that stays down stops the run by itself (resumable); a logger's rows wait
             # for its next write, or for the restore to bring its files in line
+            self._write_failed = True
             if index not in self._storage_warned:
                 self._storage_warned.add(index)
                 self._warn(f"callback {_class_name(cb)}.{hook} could not write: {exc}")
@@ -182,7 +152,7 @@ class CallbackRunner:
     # ---- events ----
 
     def _on_started(self, event: E.Event) -> None:
-        snapshot = read_snapshot(self._storage) if self._restoring else None
+        snapshot = read_snapshot(self._storage, self._warn) if self._restoring else None
         if snapshot is not None:
             self._set_states(snapshot)
         info = self._setup_info
@@ -218,7 +188,7 @@ class CallbackRunner:
         view = self._view_for(event)
         self._tell_result(view, event.result or {})
 
-    def _tell_result(self, view: TrialView, result: dict) -> None:
+    def _tell_result(self, view: TrialSnapshot, result: dict) -> None:
         result = {**result, "config": view.config}
         view.last_result = result
         iteration = result.get("training_iteration")
@@ -251,7 +221,7 @@ class CallbackRunner:
         view.status = T.ERROR
         self._tell_end(view, failed=True)
 
-    def _tell_end(self, view: TrialView, failed: bool) -> None:
+    def _tell_end(self, view: TrialSnapshot, failed: bool) -> None:
         self._ended.add(view.trial_id)
         self.iteration += 1
         hook = "on_trial_error" if failed else "on_trial_complete"
@@ -318,15 +288,15 @@ class CallbackRunner:
 
     # ----
 
-    def _view_of(self, trial_id: str, name: str, relpath: str, config: dict) -> TrialView:
+    def _view_of(self, trial_id: str, name: str, relpath: str, config: dict) -> TrialSnapshot:
         view = self._views.get(trial_id)
         if view is None:
-            view = TrialView(trial_id, name, relpath, config, self._storage)
+            view = TrialSnapshot(trial_id, name, relpath, config, self._storage)
             self._views[trial_id] = view
             self._view_list.append(view)
         return view
 
-    def _view_for(self, event: E.Event) -> TrialView:
+    def _view_for(self, event: E.Event) -> TrialSnapshot:
         view = self._view_of(event.trial_id, event.trial_name, event.relpath or "", event.config)
         view.config = event.config  # an exploit changes it
         return view
@@ -404,7 +374,19 @@ def event_bus(
     )
 
 
-def read_snapshot(storage: Storage) -> dict | None:
+def end_callbacks(
+    events: E.EventBus, runner: CallbackRunner | None, stopped: bool, storage_failed: bool
+) -> bool:
+    """Let the callbacks hear the run out, then store what they heard; True once their thread
+    is done with them. A stop waits less (a restore tells them the rest); a storage failure
+    hardly at all (their writes would only retry)."""
+    done = events.close(1.0 if storage_failed else 10.0 if stopped else 120.0)
+    if runner is not None and done:
+        runner.write_snapshot()
+    return done
+
+
+def read_snapshot(storage: Storage, warn: Callable[[str], Any]) -> dict | None:
     """What an earlier run of the experiment stored for its callbacks (None: nothing, or a file
     that does not load: then every result is told again, which file loggers absorb)."""
     try:
@@ -412,7 +394,10 @@ def read_snapshot(storage: Storage) -> dict | None:
     except FileNotFoundError:
         return None
     except Exception as exc:
-        print(f"rtune: WARNING: {storage.uri(SNAPSHOT_FILE)} does not load ({exc})")
+        warn(
+            f"{storage.uri(SNAPSHOT_FILE)} is damaged ({type(exc).__name__}: {exc}): the "
+            "callbacks hear every result of the run again, and their state starts afresh"
+        )
         return None
 
 

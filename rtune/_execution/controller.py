@@ -17,12 +17,13 @@ import ray
 from ray.exceptions import RayActorError, RayError
 
 from rtune._durable.state import pack
+from rtune._durable.storage import StorageError
 from rtune._durable.trial import Trial
 from rtune._execution import events as E
 from rtune._execution import protocol as P
 from rtune._execution import reporting
 from rtune._execution.actor_pool import STARTING, ActorPool, Slot
-from rtune._execution.callbacks import callback_runner, event_bus
+from rtune._execution.callbacks import callback_runner, end_callbacks, event_bus
 from rtune._execution.decisions import Decisions
 from rtune._execution.drain import Drain
 from rtune._execution.driver_messages import FirstTrials, Status, Summary
@@ -119,12 +120,10 @@ class Controller:
         return self._summary()
 
     def _end_callbacks(self) -> None:
-        """Let the callbacks hear the run out (a stop less long: a restore tells the rest)."""
-        resumable = self.drain.active and not self.drain.final
-        self._callbacks_done = self.events.close(10.0 if resumable else 120.0)
-        if self.callbacks is not None and self._callbacks_done:
-            self.callbacks.write_snapshot()
-            self._check_callbacks()
+        stopped = self.drain.active and not self.drain.final
+        storage_failed = isinstance(self.drain.fatal, StorageError)
+        self._callbacks_done = end_callbacks(self.events, self.callbacks, stopped, storage_failed)
+        self._check_callbacks()
 
     def _check_callbacks(self) -> None:
         """A callback's hook raised (on the events thread): the run ends with its error."""
