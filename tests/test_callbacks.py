@@ -21,6 +21,7 @@ import pandas as pd
 import pyarrow.fs as pafs
 import pytest
 from conftest import experiment_path
+from scheduler_helpers import run_ray_example
 
 import rtune as tune
 from rtune._durable.state import read_state
@@ -299,6 +300,10 @@ class HeardOnce(tune.Callback):
     def __init__(self) -> None:
         self.heard: dict[str, int] = {}
 
+    def on_trial_start(self, iteration, trials, trial, **info):
+        prefix = f"{trial.config['x']}:"  # from its beginning: all of it comes again
+        self.heard = {k: v for k, v in self.heard.items() if not k.startswith(prefix)}
+
     def on_trial_restore(self, iteration, trials, trial, **info):
         upto = trial.last_result.get("training_iteration", 0)
         prefix = f"{trial.config['x']}:"
@@ -403,3 +408,13 @@ def test_a_trial_file_holds_each_iteration_once_through_restarts_and_torn_writes
     again.add(4, {"training_iteration": 4})
     again.flush()
     assert storage.read_bytes("rows.txt") == b"1\n2\n3\n4\n"
+
+
+@pytest.mark.slow
+def test_ray_tunes_logging_example_runs_with_rtune(tmp_path):
+    """By hand, with RTUNE_ALL_EXAMPLES=1, to keep `make test` within its time (the tests above
+    cover what it uses): its LoggerCallback hears every result."""
+    if not os.environ.get("RTUNE_ALL_EXAMPLES"):
+        pytest.skip("RTUNE_ALL_EXAMPLES=1 runs it")
+    proc = run_ray_example("logging_example.py", tmp_path)
+    assert proc.stdout.count("TestLogger for trial") == 5, proc.stdout[-3000:]

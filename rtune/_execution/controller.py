@@ -123,7 +123,9 @@ class Controller:
         stopped = self.drain.active and not self.drain.final
         storage_failed = isinstance(self.drain.fatal, StorageError)
         self._callbacks_done = end_callbacks(self.events, self.callbacks, stopped, storage_failed)
-        self._check_callbacks()
+        failure = self.callbacks.take_failure() if self.callbacks is not None else None
+        if failure is not None:  # the run is over: fit() raises it
+            self.drain.fail(failure[0], failure[1])
 
     def _check_callbacks(self) -> None:
         """A callback's hook raised (on the events thread): the run ends with its error."""

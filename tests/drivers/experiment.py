@@ -119,6 +119,10 @@ class HeardOnce(tune.Callback):
         self.progress_dir = progress_dir
         self.heard: dict[str, int] = {}
 
+    def on_trial_start(self, iteration, trials, trial, **info):
+        prefix = f"{trial.config['id']}:"  # from its beginning: all of it comes again
+        self.heard = {k: v for k, v in self.heard.items() if not k.startswith(prefix)}
+
     def on_trial_restore(self, iteration, trials, trial, **info):
         upto = trial.last_result.get("training_iteration", 0)
         self.heard = {
