@@ -21,6 +21,7 @@ import pandas as pd
 import pyarrow.fs as pafs
 import pytest
 from conftest import experiment_path
+from drivers.experiment import HeardOnce
 from scheduler_helpers import run_ray_example
 
 import rtune as tune
@@ -293,37 +294,6 @@ def test_default_loggers_write_the_files_ray_tune_users_read(storage):
     assert not any(name.startswith("events.out.tfevents") for name in left)
 
 
-class HeardOnce(tune.Callback):
-    """Counts each (trial, iteration) it hears, keeping the count in its state; forgets what a
-    trial resumed before (it comes again)."""
-
-    def __init__(self) -> None:
-        self.heard: dict[str, int] = {}
-
-    def on_trial_start(self, iteration, trials, trial, **info):
-        prefix = f"{trial.config['x']}:"  # from its beginning: all of it comes again
-        self.heard = {k: v for k, v in self.heard.items() if not k.startswith(prefix)}
-
-    def on_trial_restore(self, iteration, trials, trial, **info):
-        upto = trial.last_result.get("training_iteration", 0)
-        prefix = f"{trial.config['x']}:"
-        self.heard = {
-            key: count
-            for key, count in self.heard.items()
-            if not (key.startswith(prefix) and int(key.split(":")[1]) > upto)
-        }
-
-    def on_trial_result(self, iteration, trials, trial, result, **info):
-        key = f"{trial.config['x']}:{result['training_iteration']}"
-        self.heard[key] = self.heard.get(key, 0) + 1
-
-    def get_state(self):
-        return {"heard": dict(self.heard)}
-
-    def set_state(self, state):
-        self.heard = dict(state["heard"])
-
-
 def stops_the_driver_once(config):
     """Six checkpointed steps; trial 0's third one sends the driver the SIGINT a user would."""
     start = 0
@@ -354,7 +324,9 @@ def test_after_a_stop_and_a_restore_every_file_and_callback_holds_each_iteration
             "driver": os.getpid(),
         },
         tune_config=tune.TuneConfig(max_concurrent_trials=1),
-        run_config=tune.RunConfig(storage_path=storage, name="resumed", callbacks=[HeardOnce()]),
+        run_config=tune.RunConfig(
+            storage_path=storage, name="resumed", callbacks=[HeardOnce(key="x")]
+        ),
     ).fit()
     assert any(r.metrics.get("training_iteration", 0) < 6 for r in first), "it did not stop"
     # as a kill -9 leaves it, or worse: what the callbacks heard never reached storage, so the
@@ -412,9 +384,6 @@ def test_a_trial_file_holds_each_iteration_once_through_restarts_and_torn_writes
 
 @pytest.mark.slow
 def test_ray_tunes_logging_example_runs_with_rtune(tmp_path):
-    """By hand, with RTUNE_ALL_EXAMPLES=1, to keep `make test` within its time (the tests above
-    cover what it uses): its LoggerCallback hears every result."""
-    if not os.environ.get("RTUNE_ALL_EXAMPLES"):
-        pytest.skip("RTUNE_ALL_EXAMPLES=1 runs it")
+    """Ray Tune's own example, its imports swapped: its LoggerCallback hears every result."""
     proc = run_ray_example("logging_example.py", tmp_path)
     assert proc.stdout.count("TestLogger for trial") == 5, proc.stdout[-3000:]

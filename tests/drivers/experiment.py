@@ -111,31 +111,36 @@ class Counting(tune.Trainable):
 
 
 class HeardOnce(tune.Callback):
-    """Counts each (trial id, iteration) it hears, keeping the counts in its state; forgets what
-    a trial resumed before (that comes again); writes them to `<progress_dir>/heard.json` when
-    the run ends, so a test sees what it heard across stops and restores."""
+    """Counts each (trial's config[key], iteration) it hears, keeping the counts in its state;
+    forgets what a trial resumed before, or all of a trial that starts from its beginning (that
+    comes again); with a `progress_dir`, writes them to `<progress_dir>/heard.json` when the run
+    ends, so a test sees what it heard across stops and restores."""
 
-    def __init__(self, progress_dir: str) -> None:
-        self.progress_dir = progress_dir
+    def __init__(self, progress_dir: str | None = None, key: str = "id") -> None:
+        self.progress_dir, self.key = progress_dir, key
         self.heard: dict[str, int] = {}
 
-    def on_trial_start(self, iteration, trials, trial, **info):
-        prefix = f"{trial.config['id']}:"  # from its beginning: all of it comes again
-        self.heard = {k: v for k, v in self.heard.items() if not k.startswith(prefix)}
-
-    def on_trial_restore(self, iteration, trials, trial, **info):
-        upto = trial.last_result.get("training_iteration", 0)
+    def _forget(self, trial, past: int) -> None:
+        name = str(trial.config[self.key])
         self.heard = {
-            key: count
-            for key, count in self.heard.items()
-            if not (key.split(":")[0] == str(trial.config["id"]) and int(key.split(":")[1]) > upto)
+            k: count
+            for k, count in self.heard.items()
+            if not (k.split(":")[0] == name and int(k.split(":")[1]) > past)
         }
 
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self._forget(trial, 0)
+
+    def on_trial_restore(self, iteration, trials, trial, **info):
+        self._forget(trial, trial.last_result.get("training_iteration", 0))
+
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        key = f"{trial.config['id']}:{result['training_iteration']}"
+        key = f"{trial.config[self.key]}:{result['training_iteration']}"
         self.heard[key] = self.heard.get(key, 0) + 1
 
     def on_experiment_end(self, trials, **info):
+        if self.progress_dir is None:
+            return
         path = os.path.join(self.progress_dir, "heard.json")
         with open(path + ".tmp", "w") as out:
             json.dump(self.heard, out)
