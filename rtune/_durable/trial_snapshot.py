@@ -47,7 +47,10 @@ class TrialSnapshot:
         snapshot.status, snapshot.last_result = trial.status, dict(trial.last_result)
         snapshot.experiment_tag, snapshot.num_failures = trial.experiment_tag, trial.num_failures
         snapshot.error = trial.error
-        entry = trial.latest_checkpoint
-        if entry and entry.get("path"):
-            snapshot.checkpoint = Checkpoint(storage.path(entry["path"]), storage.filesystem)
+        snapshot.checkpoint = checkpoint_at(storage, (trial.latest_checkpoint or {}).get("path"))
         return snapshot
+
+
+def checkpoint_at(storage: Storage, relpath: str | None) -> Checkpoint | None:
+    """The committed checkpoint at `relpath` in the experiment (None: none)."""
+    return Checkpoint(storage.path(relpath), storage.filesystem) if relpath else None

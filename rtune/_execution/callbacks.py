@@ -26,10 +26,9 @@ import cloudpickle
 from rtune._durable import trial as T
 from rtune._durable.history import history_rows
 from rtune._durable.storage import Storage, StorageError
-from rtune._durable.trial_snapshot import TrialSnapshot
+from rtune._durable.trial_snapshot import TrialSnapshot, checkpoint_at
 from rtune._execution import events as E
 from rtune.callback import Callback
-from rtune.checkpoint import Checkpoint
 
 SNAPSHOT_FILE = "callbacks.pkl"
 SNAPSHOT_PERIOD_S = 2.0
@@ -200,7 +199,7 @@ class CallbackRunner:
     def _on_checkpoint(self, event: E.Event) -> None:
         view = self._view_for(event)
         path = event.data.get("path")
-        view.checkpoint = self._checkpoint({"path": path}) if path else None
+        view.checkpoint = checkpoint_at(self._storage, path)
         self._hook("on_trial_save", self.iteration, self._view_list, view)
         if view.checkpoint is not None:
             self._hook("on_checkpoint", self.iteration, self._view_list, view, view.checkpoint)
@@ -300,12 +299,6 @@ class CallbackRunner:
         view = self._view_of(event.trial_id, event.trial_name, event.relpath or "", event.config)
         view.config = event.config  # an exploit changes it
         return view
-
-    def _checkpoint(self, record: dict | None) -> Checkpoint | None:
-        if not record or not record.get("path"):
-            return None
-        storage = self._storage
-        return Checkpoint(storage.path(record["path"]), storage.filesystem)
 
 
 @dataclass(frozen=True)
