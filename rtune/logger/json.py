@@ -11,7 +11,6 @@ from rtune._durable.storage import encode_json
 from rtune.logger._trial_files import TrialFile
 from rtune.logger.logger import FileLogger, iteration_of
 
-EXPR_PARAM_FILE = "params.json"
 EXPR_RESULT_FILE = "result.json"
 
 
